@@ -22,8 +22,9 @@ def run(config, workdir: str) -> dict:
           f"of {len(corpus.images)} photos, {len(corpus.coref)} cross-media pairs")
     if images_dir:
         print(f"photos missing from {images_dir}: {len(corpus.missing_images)}")
-    if corpus.skipped.total:
-        print(corpus.skipped.summary())
+    print(corpus.report.summary())
+    for problem in corpus.report.problems:
+        print("  skipped:", problem)
     if config.predictions:
         predictions = read_predictions(config.predictions)
         print(f"scoring {config.predictions}")

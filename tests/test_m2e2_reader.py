@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from rmpl_jax.data.m2e2 import read_m2e2
-from rmpl_jax.data.problems import DataError
+from rmpl_jax.data.read_report import DataError
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,8 @@ def test_counts(corpus):
     assert len(corpus.coref) == 309
     assert sum(len(s.events) for s in corpus.sentences.values()) == 1297
     assert sum(len(i.events[0].arguments) for i in corpus.annotated_images().values()) == 1429
-    assert corpus.skipped.total == 0
+    assert corpus.report.skipped == 0
+    assert corpus.report.counts["arguments_outside_schema"] == 0
 
 
 def test_shared_sentence_ids_merge_events(m2e2_dir, corpus):
@@ -94,12 +95,12 @@ def test_offsets_outside_sentence(m2e2_dir, tmp_path):
         edit.sid = record["sentence_id"]
 
     _edit_json(d / "text_only_event.json", edit)
-    with pytest.raises(DataError, match=f"sentence_id {edit.sid}.*outside the sentence"):
+    with pytest.raises(DataError, match=f"record \\d+ \\({edit.sid}\\).*outside the sentence"):
         read_m2e2(str(d))
     corpus = read_m2e2(str(d), lenient=True)
-    assert corpus.skipped.total == 1
+    assert corpus.report.skipped == 1
     assert edit.sid not in corpus.sentences
-    assert "outside the sentence" in corpus.skipped.summary()
+    assert "outside the sentence" in corpus.report.problems[0]
 
 
 def test_inverted_box(m2e2_dir, tmp_path):
@@ -115,7 +116,7 @@ def test_inverted_box(m2e2_dir, tmp_path):
     with pytest.raises(DataError, match=f"image {edit.image_id}: .*x2 < x1"):
         read_m2e2(str(d))
     corpus = read_m2e2(str(d), lenient=True)
-    assert corpus.skipped.counts and corpus.skipped.total == 1
+    assert corpus.report.skipped == 1 and edit.image_id in corpus.report.problems[0]
     assert not corpus.images[edit.image_id].events
 
 

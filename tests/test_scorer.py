@@ -3,7 +3,7 @@
 import pytest
 
 from rmpl_jax.data.m2e2 import M2E2Corpus, read_m2e2
-from rmpl_jax.data.problems import SkipReport
+from rmpl_jax.data.read_report import ReadReport
 from rmpl_jax.evaluate import gold_as_predictions, match_boxes, score
 from rmpl_jax.predictions import ImagePrediction, PredictionSet, TextPrediction
 from rmpl_jax.records import (Box, BoxArgument, CorefPair, ImageEvent, ImageItem, Sentence,
@@ -50,7 +50,7 @@ def small_corpus():
         "d_p3": ImageItem("d_p3"),  # referenced, not annotated
     }
     coref = (CorefPair("d_1", "d_p1", ATTACK),)
-    return M2E2Corpus(sentences, images, coref, (), SkipReport())
+    return M2E2Corpus(sentences, images, coref, (), ReadReport("test"))
 
 
 def run(preds, setting, variant=False):
