@@ -12,7 +12,7 @@ import json
 import sys
 
 from rmpl_jax.data.m2e2 import read_m2e2
-from rmpl_jax.data.problems import DataError
+from rmpl_jax.data.read_report import DataError
 from rmpl_jax.evaluate import score
 from rmpl_jax.predictions import PredictionError, read_predictions
 from rmpl_jax.score_table import format_table
