@@ -1,0 +1,343 @@
+"""Qwen2-VL / Qwen2.5-VL in Flax NNX: Qwen2 language model with M-RoPE, image features
+scattered into the image-placeholder positions, and the HF name table.
+
+The decoder layers are one stacked module (every parameter has a leading 'layers' axis) run
+with `jax.lax.scan`, so compile time does not grow with depth. Q/K/V and gate/up are fused
+into single matmuls; LoRA adapters stay per HF projection (see `common.Linear`).
+
+Forward inputs (all static shapes):
+  input_ids [B, T] int; attention_mask [B, T] (1 = token, 0 = padding; left or right).
+    Right-padded batches may pass attention_mask=None: valid tokens never attend to later
+    padding, so their logits are the same and attention runs with is_causal, no mask;
+  position_ids [3, B, T] (optional: computed from input_ids and the grid with the HF rule);
+  pixel_values [n_patches, C*t*p*p] with image_grid_thw a static numpy [n_images, 3]
+  (run through the vision tower), or image_features [n_image_tokens, hidden] precomputed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from rmpl_jax.models.common import (Embed, Linear, RMSNorm, SwiGLU, apply_rope, attention,
+                                    causal_padding_mask, mrope_cos_sin, rope_inv_freq)
+from rmpl_jax.models.hf_names import NameRule
+from rmpl_jax.models.mrope import check_image_tokens, mrope_position_ids, text_position_ids
+from rmpl_jax.models.qwen2_vl_config import Qwen2VLConfig
+
+VISION_ATTR = "visual"
+
+
+class Attention(nnx.Module):
+    """GQA self-attention with q/k/v biases and M-RoPE."""
+
+    def __init__(self, cfg: Qwen2VLConfig, *, stack: int | None, rngs: nnx.Rngs):
+        d, n, k, h = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+        kw = dict(stack=stack, param_dtype=cfg.weight_dtype, dtype=cfg.compute_dtype,
+                  init_std=cfg.initializer_range, rngs=rngs)
+        self.num_heads, self.num_kv_heads, self.head_dim = n, k, h
+        self.fused = cfg.fuse_qkv
+        self.impl = cfg.attention_impl
+        if self.fused:
+            self.qkv_proj = Linear(d, (n + 2 * k) * h, axes=("embed", "q_heads"), use_bias=True,
+                                   segments=(("q_proj", n * h), ("k_proj", k * h), ("v_proj", k * h)), **kw)
+        else:
+            self.q_proj = Linear(d, n * h, axes=("embed", "q_heads"), use_bias=True, **kw)
+            self.k_proj = Linear(d, k * h, axes=("embed", "kv_heads"), use_bias=True, **kw)
+            self.v_proj = Linear(d, k * h, axes=("embed", "kv_heads"), use_bias=True, **kw)
+        self.o_proj = Linear(n * h, d, axes=("q_heads", "embed"), **kw)
+
+    def qkv(self, x: jax.Array, cos: jax.Array, sin: jax.Array):
+        """Projected and rotated q [B,T,N,H], k and v [B,T,K,H] (a KV cache stores k, v)."""
+        b, t, _ = x.shape
+        n, k, h = self.num_heads, self.num_kv_heads, self.head_dim
+        if self.fused:
+            qkv = self.qkv_proj(x)
+            q, key, v = qkv[..., :n * h], qkv[..., n * h:(n + k) * h], qkv[..., (n + k) * h:]
+        else:
+            q, key, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        q = apply_rope(q.reshape(b, t, n, h), cos, sin)
+        key = apply_rope(key.reshape(b, t, k, h), cos, sin)
+        return q, key, v.reshape(b, t, k, h)
+
+    def __call__(self, x, cos, sin, mask):
+        q, k, v = self.qkv(x, cos, sin)
+        out = attention(q, k, v, mask=mask, is_causal=mask is None, implementation=self.impl)
+        return self.o_proj(out.reshape(*x.shape[:2], -1))
+
+
+class DecoderLayer(nnx.Module):
+    """Pre-norm block: x + attn(norm(x)); x + mlp(norm(x))."""
+
+    def __init__(self, cfg: Qwen2VLConfig, *, stack: int | None, rngs: nnx.Rngs):
+        norm_kw = dict(eps=cfg.rms_norm_eps, stack=stack, param_dtype=cfg.weight_dtype, dtype=cfg.compute_dtype)
+        self.input_layernorm = RMSNorm(cfg.hidden_size, **norm_kw)
+        self.self_attn = Attention(cfg, stack=stack, rngs=rngs)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, **norm_kw)
+        self.mlp = SwiGLU(cfg.hidden_size, cfg.intermediate_size, fused=cfg.fuse_gate_up, stack=stack,
+                          param_dtype=cfg.weight_dtype, dtype=cfg.compute_dtype,
+                          init_std=cfg.initializer_range, rngs=rngs)
+
+    def __call__(self, x, cos, sin, mask):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+_REMAT_POLICIES = {
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+class Qwen2VL(nnx.Module):
+    """Qwen2-VL / Qwen2.5-VL for conditional generation (vision tower + causal LM)."""
+
+    def __init__(self, config: Qwen2VLConfig, *, rngs: nnx.Rngs):
+        cfg = config
+        self.config = cfg
+        self.embed_tokens = Embed(cfg.vocab_size, cfg.hidden_size, param_dtype=cfg.weight_dtype,
+                                  dtype=cfg.compute_dtype, init_std=cfg.initializer_range, rngs=rngs)
+        self.layers = DecoderLayer(cfg, stack=cfg.num_layers, rngs=rngs)
+        self.norm = RMSNorm(cfg.hidden_size, eps=cfg.rms_norm_eps, param_dtype=cfg.weight_dtype,
+                            dtype=cfg.compute_dtype)
+        if cfg.tie_word_embeddings:
+            self.lm_head = None
+        else:
+            self.lm_head = Linear(cfg.hidden_size, cfg.vocab_size, axes=("embed", "vocab"),
+                                  param_dtype=cfg.weight_dtype, dtype=cfg.compute_dtype,
+                                  init_std=cfg.initializer_range, rngs=rngs)
+        if cfg.with_vision:
+            if cfg.vision_config is None:
+                raise ValueError("with_vision=True but the config has no vision_config")
+            from rmpl_jax.models.qwen2_vl_vision import VisionTower  # A2's module
+            tower = VisionTower(cfg.vision_config, model_type=cfg.model_type, dtype=cfg.compute_dtype,
+                                param_dtype=cfg.weight_dtype, rngs=rngs)
+            setattr(self, VISION_ATTR, tower)
+        else:
+            setattr(self, VISION_ATTR, None)
+
+    # -- inputs ---------------------------------------------------------------------------------
+    def position_ids(self, input_ids, attention_mask=None, image_grid_thw=None) -> jax.Array:
+        """M-RoPE position ids [3, B, T] (HF `get_rope_index` rule); works inside jit."""
+        b, t = input_ids.shape
+        if image_grid_thw is None or len(np.asarray(image_grid_thw).reshape(-1, 3)) == 0:
+            return text_position_ids(attention_mask, b, t, xp=jnp)
+        pos, _ = mrope_position_ids(input_ids, attention_mask, image_grid_thw,
+                                    image_token_id=self.config.image_token_id,
+                                    spatial_merge_size=self.config.spatial_merge_size, xp=jnp)
+        return pos
+
+    def image_features(self, pixel_values, image_grid_thw) -> jax.Array:
+        """Vision tower output [n_image_tokens, hidden] for all images of the batch."""
+        tower = getattr(self, VISION_ATTR)
+        if tower is None:
+            raise ValueError("pixel_values given but the model was built with with_vision=False; "
+                             "pass image_features instead")
+        if image_grid_thw is None:
+            raise ValueError("pixel_values given without image_grid_thw")
+        return tower(pixel_values, np.asarray(image_grid_thw).reshape(-1, 3))
+
+    def embed(self, input_ids, *, pixel_values=None, image_grid_thw=None, image_features=None,
+              attention_mask=None) -> jax.Array:
+        """Token embeddings [B, T, D] with image features written over the image tokens
+        (row-major order over the batch, as HF's masked_scatter)."""
+        x = self.embed_tokens(input_ids)
+        if pixel_values is not None:
+            if image_features is not None:
+                raise ValueError("give pixel_values or image_features, not both")
+            image_features = self.image_features(pixel_values, image_grid_thw)
+        if image_features is None:
+            return x
+        if not isinstance(input_ids, jax.core.Tracer) and image_grid_thw is not None:
+            check_image_tokens(input_ids, attention_mask, image_grid_thw,
+                               image_token_id=self.config.image_token_id,
+                               spatial_merge_size=self.config.spatial_merge_size)
+        if image_features.ndim != 2 or image_features.shape[1] != x.shape[-1]:
+            raise ValueError(f"image_features shape {image_features.shape}, expected [n, {x.shape[-1]}]")
+        is_img = input_ids == self.config.image_token_id
+        if attention_mask is not None:
+            is_img = is_img & attention_mask.astype(bool)
+        k = jnp.cumsum(is_img.reshape(-1).astype(jnp.int32)) - 1
+        k = jnp.clip(k, 0, image_features.shape[0] - 1).reshape(is_img.shape)
+        feats = jnp.take(image_features.astype(x.dtype), k, axis=0)
+        return jnp.where(is_img[..., None], feats, x)
+
+    # -- trunk ----------------------------------------------------------------------------------
+    def run_layers(self, x, cos, sin, mask) -> jax.Array:
+        """All decoder layers with one `jax.lax.scan` over the stacked parameters."""
+        graphdef, state = nnx.split(self.layers)
+
+        def body(h, layer_state):
+            layer = nnx.merge(graphdef, layer_state)
+            return layer(h, cos, sin, mask), None
+
+        policy = self.config.remat_policy
+        if policy is not None:
+            body = jax.checkpoint(body, policy=_REMAT_POLICIES[policy], prevent_cse=False)
+        x, _ = jax.lax.scan(body, x, state)
+        return x
+
+    def hidden_states(self, input_ids, *, attention_mask=None, position_ids=None, pixel_values=None,
+                      image_grid_thw=None, image_features=None, inputs_embeds=None) -> jax.Array:
+        """Final-norm hidden states [B, T, D]."""
+        if inputs_embeds is None:
+            inputs_embeds = self.embed(input_ids, pixel_values=pixel_values, image_grid_thw=image_grid_thw,
+                                       image_features=image_features, attention_mask=attention_mask)
+        if position_ids is None:
+            if input_ids is None:
+                raise ValueError("position_ids are required when input_ids is None")
+            has_images = pixel_values is not None or image_features is not None
+            if has_images and image_grid_thw is None:
+                raise ValueError("image inputs need image_grid_thw (or explicit position_ids)")
+            grid = image_grid_thw if has_images else None
+            position_ids = self.position_ids(input_ids, attention_mask, grid)
+        inv_freq = rope_inv_freq(self.config.head_dim, self.config.rope_theta)
+        cos, sin = mrope_cos_sin(position_ids, inv_freq, self.config.mrope_section)
+        mask = causal_padding_mask(attention_mask, inputs_embeds.shape[1])
+        x = self.run_layers(inputs_embeds, cos, sin, mask)
+        return self.norm(x)
+
+    def logits_from_hidden(self, h: jax.Array) -> jax.Array:
+        """[.., D] -> [.., V] float32 logits (matmul in the compute dtype, f32 accumulation)."""
+        if self.lm_head is None:
+            return self.embed_tokens.attend(h)
+        h = h.astype(self.config.compute_dtype)
+        kernel = self.lm_head.kernel[...].astype(self.config.compute_dtype)
+        logits = jnp.einsum("...d,dv->...v", h, kernel, preferred_element_type=jnp.float32)
+        if self.lm_head.lora_segments:  # an adapter on the head (not in the default targets)
+            logits = logits + self.lm_head.lora_forward(h).astype(jnp.float32)
+        return logits
+
+    def __call__(self, input_ids, *, attention_mask=None, position_ids=None, pixel_values=None,
+                 image_grid_thw=None, image_features=None) -> jax.Array:
+        """Logits [B, T, V] in float32."""
+        h = self.hidden_states(input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                               pixel_values=pixel_values, image_grid_thw=image_grid_thw,
+                               image_features=image_features)
+        return self.logits_from_hidden(h)
+
+
+# -- HF names -------------------------------------------------------------------------------------
+def lm_name_rules(cfg: Qwen2VLConfig) -> list[NameRule]:
+    """HF tensor names (Hub layout: model.layers.N..., lm_head) <-> our language-model leaves."""
+    n, k, i = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim, cfg.intermediate_size
+    L = r"model\.layers\.(?P<layer>\d+)\."
+    rules = [
+        NameRule(r"model\.embed_tokens\.weight", "embed_tokens/embedding"),
+        NameRule(r"model\.norm\.weight", "norm/scale"),
+        NameRule(L + r"input_layernorm\.weight", "layers/input_layernorm/scale"),
+        NameRule(L + r"post_attention_layernorm\.weight", "layers/post_attention_layernorm/scale"),
+        NameRule(L + r"self_attn\.o_proj\.weight", "layers/self_attn/o_proj/kernel", transpose=True),
+        NameRule(L + r"mlp\.down_proj\.weight", "layers/mlp/down_proj/kernel", transpose=True),
+    ]
+    if not cfg.tie_word_embeddings:
+        rules.append(NameRule(r"lm_head\.weight", "lm_head/kernel", transpose=True))
+    spans = {"q_proj": (0, n), "k_proj": (n, n + k), "v_proj": (n + k, n + 2 * k)}
+    for proj, span in spans.items():
+        for kind in ("weight", "bias"):
+            leaf = "kernel" if kind == "weight" else "bias"
+            if cfg.fuse_qkv:
+                rules.append(NameRule(L + rf"self_attn\.{proj}\.{kind}", f"layers/self_attn/qkv_proj/{leaf}",
+                                      transpose=kind == "weight", last_axis_slice=span))
+            else:
+                rules.append(NameRule(L + rf"self_attn\.{proj}\.{kind}", f"layers/self_attn/{proj}/{leaf}",
+                                      transpose=kind == "weight"))
+    for idx, proj in enumerate(("gate_proj", "up_proj")):
+        if cfg.fuse_gate_up:
+            rules.append(NameRule(L + rf"mlp\.{proj}\.weight", "layers/mlp/gate_up_proj/kernel",
+                                  transpose=True, last_axis_slice=(idx * i, (idx + 1) * i)))
+        else:
+            rules.append(NameRule(L + rf"mlp\.{proj}\.weight", f"layers/mlp/{proj}/kernel", transpose=True))
+    return rules
+
+
+def name_rules(cfg: Qwen2VLConfig) -> list[NameRule]:
+    """Full table: language model plus the vision tower's rules (prefixed with 'visual')."""
+    rules = lm_name_rules(cfg)
+    if cfg.with_vision:
+        from rmpl_jax.models.qwen2_vl_vision import VisionConfig, vision_name_rules  # A2's module
+
+        vc = VisionConfig.from_hf(cfg.vision_config, cfg.model_type)
+        # The conv kernel is stored flattened; export needs its 5-D HF shape back.
+        patch_shape = (vc.width, vc.in_channels, vc.temporal_patch_size, vc.patch_size, vc.patch_size)
+        for rule in vision_name_rules(vc, cfg.model_type):
+            hf = rule.hf if rule.hf.startswith("visual") else r"visual\." + rule.hf
+            extra = {}
+            if rule.flatten_to_2d and rule.hf_shape is None:
+                extra["hf_shape"] = patch_shape
+            rules.append(dataclasses.replace(rule, hf=hf, ours=f"{VISION_ATTR}/{rule.ours}", **extra))
+    return rules
+
+
+def canonical_hf_name(name: str) -> str:
+    """Maps transformers-5 in-memory names (model.language_model.*, model.visual.*) to the
+    Hub layout (model.*, visual.*) that checkpoints use and transformers writes."""
+    if name.startswith("model.language_model."):
+        return "model." + name[len("model.language_model."):]
+    if name.startswith("model.visual."):
+        return name[len("model."):]
+    return name
+
+
+# -- family: build / load / export ------------------------------------------------------------
+# HF tensors that exist in some checkpoints and are deliberately not parameters here.
+_IGNORED = (r".*rotary_emb\.inv_freq",)
+
+
+def _with_dtype(cfg: Qwen2VLConfig, dtype: str | None, options: dict) -> Qwen2VLConfig:
+    changes = dict(options)
+    if dtype is not None:
+        changes.setdefault("dtype", dtype)
+        changes.setdefault("param_dtype", dtype)
+    return cfg.replace(**changes) if changes else cfg
+
+
+def build(config: Qwen2VLConfig, dtype: str | None = None, rngs: nnx.Rngs | None = None, **options) -> Qwen2VL:
+    """A randomly initialised model; `dtype` sets compute and parameter dtype, `options` any
+    other config field (remat_policy, attention_impl, ...)."""
+    return Qwen2VL(_with_dtype(config, dtype, options), rngs=rngs if rngs is not None else nnx.Rngs(0))
+
+
+def abstract_model(config: Qwen2VLConfig) -> Qwen2VL:
+    """The model with ShapeDtypeStructs instead of arrays (no memory, no compute)."""
+    return nnx.eval_shape(lambda: Qwen2VL(config, rngs=nnx.Rngs(0)))
+
+
+def load_hf(hf_dir, dtype: str | None = None, shardings=None, *, strict: bool = True, report=None,
+            **options) -> Qwen2VL:
+    """Loads an HF Qwen2-VL / Qwen2.5-VL directory (config.json + safetensors).
+
+    shardings: None (default device), a mapping from parameter path ('layers/mlp/down_proj/kernel')
+    to a `jax.sharding.Sharding`, or a callable (path, variable) -> Sharding | None.
+    strict=False skips unexpected tensors, listed in `report` (an `hf_io.LoadReport`) if given.
+    """
+    from rmpl_jax.models.hf_io import load_state
+
+    cfg = _with_dtype(Qwen2VLConfig.from_dir(hf_dir), dtype, options)
+    model = abstract_model(cfg)
+    ignore = list(_IGNORED)
+    if cfg.tie_word_embeddings:
+        ignore.append(r"lm_head\.weight")  # some tied checkpoints still store the copy
+    if not cfg.with_vision:
+        ignore.append(r"visual\..*")
+    result = load_state(model, hf_dir, name_rules(cfg), canonical=canonical_hf_name, ignore=ignore,
+                        shardings=shardings, strict=strict)
+    if report is not None:
+        report.loaded, report.skipped = result.loaded, result.skipped
+    return model
+
+
+def export_hf(model: Qwen2VL, out_dir, dtype: str | None = None, *, max_shard_bytes: int = 4 << 30):
+    """Writes an HF directory transformers loads: safetensors in the Hub layout (LoRA merged,
+    cast to `dtype` if given, else the parameter dtype) and config.json."""
+    from rmpl_jax.models.hf_io import export_state
+
+    cfg = model.config
+    np_dtype = None if dtype is None else np.dtype(jnp.dtype(dtype))
+    torch_dtype = str(np_dtype if np_dtype is not None else jnp.dtype(cfg.param_dtype))
+    return export_state(model, out_dir, name_rules(cfg), cfg.to_hf(torch_dtype=torch_dtype),
+                        dtype=np_dtype, max_shard_bytes=max_shard_bytes)

@@ -1,0 +1,286 @@
+"""Logit parity of our JAX model with the transformers torch model on one HF directory.
+
+    python tools/parity.py --hf-dir DIR [--images K] [--dtype float32]
+
+Builds a batch of two prompts (different lengths, padded) holding K synthetic images of
+different sizes, runs our model (registry: family of config.json's model_type, loaded from
+DIR) and the transformers model, and prints ONE JSON line: max_abs_logit_diff,
+argmax_agreement (over non-padding positions), model_type, dtype, n_images, shapes.
+
+DIR may hold only config.json + safetensors: then the token ids are random (with the
+image-token runs inserted where the images go) and the image processor uses the family's
+default settings. With tokenizer files the prompts go through the chat template.
+
+The accelerator machine may lack torch: `--save-reference FILE.npz` runs only transformers
+(here) and stores inputs and logits; `--reference FILE.npz` runs only our model on those
+inputs and compares. `--max-diff X` makes the exit status 1 when the difference exceeds X.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import math
+import pathlib
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+_REPO = pathlib.Path(__file__).resolve().parent.parent
+if str(_REPO) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(_REPO))
+
+# HF class per model_type (AutoModelForImageTextToText is the fallback).
+HF_CLASSES = {
+    "qwen2_vl": "Qwen2VLForConditionalGeneration",
+    "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
+}
+SENTENCES = ["Police arrested the protesters near the parliament building on Monday.",
+             "Troops fired at the convoy."]
+_INPUT_KEYS = ("input_ids", "attention_mask", "pixel_values", "image_grid_thw")
+
+
+def synthetic_images(k: int, seed: int = 0) -> list:
+    """K RGB PIL images of different sizes and aspect ratios (smooth gradients plus noise,
+    so resizing is not trivial)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    sizes = [(140, 220), (260, 110), (96, 96), (200, 330), (330, 150), (120, 400)]
+    images = []
+    for i in range(k):
+        h, w = sizes[i % len(sizes)]
+        h, w = h + 17 * (i // len(sizes)), w + 11 * (i // len(sizes))
+        yy, xx = np.mgrid[0:h, 0:w]
+        base = np.stack([255 * yy / h, 255 * xx / w, 127 + 100 * np.sin((xx + yy) / 9.0)], -1)
+        noisy = np.clip(base + rng.normal(0, 25, size=base.shape), 0, 255).astype(np.uint8)
+        images.append(Image.fromarray(noisy))
+    return images
+
+
+def _split_images(k: int) -> list[int]:
+    """Images per batch row: the first row gets the larger half."""
+    return [math.ceil(k / 2), k // 2]
+
+
+def _read_config(hf_dir: pathlib.Path) -> dict:
+    path = hf_dir / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no config.json")
+    return json.loads(path.read_text())
+
+
+# ------------------------------------------------------------------------ input building
+
+
+def qwen_inputs(hf_dir: pathlib.Path, config: dict, n_images: int, *, seed: int, padding_side: str,
+                max_pixels: int | None) -> dict[str, Any]:
+    """Batch of two for Qwen2-VL / Qwen2.5-VL: chat prompts when DIR has a tokenizer,
+    otherwise random ids with <vision_start> <image_pad>*n <vision_end> runs."""
+    from rmpl_jax.processor import IMAGE_TOKEN, QwenProcessor
+
+    proc = QwenProcessor.from_dir(hf_dir, max_pixels=max_pixels)
+    images = synthetic_images(n_images, seed)
+    per_row = _split_images(n_images)
+    if proc.tokenizer is not None:
+        texts = []
+        for row, n in enumerate(per_row):
+            content = [{"type": "image"}] * n + [{"type": "text", "text": SENTENCES[row]}]
+            texts.append(proc.apply_chat_template([{"role": "user", "content": content}]))
+        out = proc(texts, images or None, padding=True, padding_side=padding_side)
+        assert sum(t.count(IMAGE_TOKEN) for t in texts) == n_images
+        out["tokenizer"] = True
+        return out
+
+    out: dict[str, Any] = {"tokenizer": False}
+    grid = np.zeros((0, 3), np.int64)
+    if images:
+        out.update(proc.process_images(images))
+        grid = out["image_grid_thw"]
+    text_cfg = config.get("text_config") or config
+    vocab = int(text_cfg.get("vocab_size", config.get("vocab_size", 0)))
+    special = [proc.image_token_id, proc.video_token_id, proc.vision_start_token_id, proc.vision_end_token_id]
+    high = min([vocab] + [s for s in special if s > 1])
+    if high <= 2:
+        raise ValueError(f"{hf_dir}/config.json: no room for random text ids below the vision tokens")
+    rng = np.random.default_rng(seed)
+    rows, img = [], 0
+    for row, n in enumerate(per_row):
+        pieces = [rng.integers(1, high, size=5 + 4 * (1 - row))]
+        for _ in range(n):
+            pieces += [proc.image_token_run(grid[img]), rng.integers(1, high, size=3)]
+            img += 1
+        rows.append(np.concatenate([np.asarray(p, np.int64) for p in pieces]))
+    width = max(len(r) for r in rows)
+    pad_id = int(text_cfg.get("pad_token_id") or 0)
+    ids = np.full((2, width), pad_id, np.int64)
+    mask = np.zeros((2, width), np.int64)
+    for i, r in enumerate(rows):
+        sl = slice(width - len(r), width) if padding_side == "left" else slice(0, len(r))
+        ids[i, sl], mask[i, sl] = r, 1
+    out.update(input_ids=ids, attention_mask=mask, mm_token_type_ids=(ids == proc.image_token_id).astype(np.int64))
+    return out
+
+
+INPUT_BUILDERS: dict[str, Callable[..., dict[str, Any]]] = {
+    "qwen2_vl": qwen_inputs,
+    "qwen2_5_vl": qwen_inputs,
+}
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def hf_logits(hf_dir: pathlib.Path, model_type: str, inputs: dict[str, Any], dtype: str, attn: str) -> np.ndarray:
+    """Logits [B, T, V] float32 from the transformers torch model (CPU)."""
+    import inspect
+
+    import torch
+    import transformers
+
+    cls_name = HF_CLASSES.get(model_type)
+    cls = getattr(transformers, cls_name) if cls_name else transformers.AutoModelForImageTextToText
+    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+    model = cls.from_pretrained(str(hf_dir), dtype=torch_dtype, attn_implementation=attn).eval()
+    accepted = inspect.signature(model.forward).parameters
+    kw = {"input_ids": torch.from_numpy(inputs["input_ids"]),
+          "attention_mask": torch.from_numpy(inputs["attention_mask"])}
+    if inputs.get("pixel_values") is not None:
+        kw["pixel_values"] = torch.from_numpy(inputs["pixel_values"]).to(torch_dtype)
+        kw["image_grid_thw"] = torch.from_numpy(inputs["image_grid_thw"])
+        if "mm_token_type_ids" in accepted and inputs.get("mm_token_type_ids") is not None:
+            kw["mm_token_type_ids"] = torch.from_numpy(inputs["mm_token_type_ids"])
+    with torch.no_grad():
+        return model(**kw).logits.float().numpy()
+
+
+def our_logits(hf_dir: pathlib.Path, inputs: dict[str, Any], dtype: str) -> np.ndarray:
+    """Logits [B, T, V] float32 from our model, one jitted forward (grid static)."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from rmpl_jax.models.registry import family_for_dir
+
+    if dtype == "float32":  # no TF32 shortcuts on GPU: this is a correctness check
+        jax.config.update("jax_default_matmul_precision", "highest")
+    model = family_for_dir(hf_dir).load_hf(hf_dir, dtype=dtype)
+    graphdef, state = nnx.split(model)
+    grid = inputs.get("image_grid_thw")
+    grid_key = None if grid is None else tuple(map(tuple, np.asarray(grid).tolist()))
+
+    @functools.partial(jax.jit, static_argnums=(4,))
+    def forward(state, ids, mask, pixels, grid_key):
+        m = nnx.merge(graphdef, state)
+        g = None if grid_key is None else np.asarray(grid_key, np.int64)
+        return m(ids, attention_mask=mask, pixel_values=pixels, image_grid_thw=g)
+
+    pixels = inputs.get("pixel_values")
+    pixels = None if pixels is None else jnp.asarray(pixels)
+    logits = forward(state, jnp.asarray(inputs["input_ids"]), jnp.asarray(inputs["attention_mask"]), pixels, grid_key)
+    return np.asarray(jax.device_get(logits), np.float32)
+
+
+# ------------------------------------------------------------------------------ driver
+
+
+def compare(ours: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    if ours.shape != ref.shape:
+        raise ValueError(f"logit shapes differ: ours {ours.shape}, transformers {ref.shape}")
+    valid = mask.astype(bool)
+    diff = np.abs(ours - ref)[valid]
+    agree = (ours.argmax(-1) == ref.argmax(-1))[valid]
+    return {
+        "max_abs_logit_diff": float(diff.max()),
+        "mean_abs_logit_diff": float(diff.mean()),
+        "argmax_agreement": float(agree.mean()),
+        "max_abs_logit": float(np.abs(ref[valid]).max()),
+    }
+
+
+def _save_reference(path: pathlib.Path, inputs: dict[str, Any], logits: np.ndarray, meta: dict) -> None:
+    arrays = {k: np.asarray(v) for k, v in inputs.items() if isinstance(v, np.ndarray)}
+    np.savez(path, logits=logits, meta=np.asarray(json.dumps(meta)), **arrays)
+
+
+def _load_reference(path: pathlib.Path) -> tuple[dict[str, Any], np.ndarray, dict]:
+    with np.load(path, allow_pickle=False) as f:
+        data = {k: f[k] for k in f.files}
+    for key in ("logits", "meta", "input_ids", "attention_mask"):
+        if key not in data:
+            raise KeyError(f"{path}: reference file lacks {key!r} (write it with --save-reference)")
+    meta = json.loads(str(data.pop("meta")))
+    return data, data.pop("logits"), meta
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--hf-dir", required=True, type=pathlib.Path)
+    p.add_argument("--images", type=int, default=2, help="number of synthetic images over the batch of two")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--padding-side", default="left", choices=["left", "right"])
+    p.add_argument("--max-pixels", type=int, default=None, help="override the image processor's max_pixels")
+    p.add_argument("--hf-attn", default="eager", choices=["eager", "sdpa"])
+    p.add_argument("--save-reference", type=pathlib.Path, default=None,
+                   help="run transformers only; write inputs and logits to this .npz")
+    p.add_argument("--reference", type=pathlib.Path, default=None,
+                   help="run our model only, against inputs and logits from this .npz")
+    p.add_argument("--max-diff", type=float, default=None, help="exit 1 when max_abs_logit_diff exceeds this")
+    args = p.parse_args(argv)
+    if args.images < 0:
+        p.error("--images must be >= 0")
+    if args.save_reference and args.reference:
+        p.error("--save-reference and --reference exclude each other")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Runs the check and prints one JSON line; returns the same dict."""
+    args = parse_args(argv)
+    hf_dir = args.hf_dir
+    model_type = _read_config(hf_dir).get("model_type")
+    if args.reference is not None:
+        inputs, ref, meta = _load_reference(args.reference)
+        if meta.get("model_type") != model_type:
+            raise ValueError(f"{args.reference}: made for model_type {meta.get('model_type')!r}, "
+                             f"{hf_dir} is {model_type!r}")
+        tokenizer_used = bool(meta.get("tokenizer"))
+    else:
+        if model_type not in INPUT_BUILDERS:
+            raise KeyError(f"{hf_dir}/config.json: no parity input builder for model_type {model_type!r}; "
+                           f"known: {sorted(INPUT_BUILDERS)}")
+        inputs = INPUT_BUILDERS[model_type](hf_dir, _read_config(hf_dir), args.images, seed=args.seed,
+                                            padding_side=args.padding_side, max_pixels=args.max_pixels)
+        tokenizer_used = bool(inputs.pop("tokenizer"))
+        ref = hf_logits(hf_dir, model_type, inputs, args.dtype, args.hf_attn)
+
+    grid = inputs.get("image_grid_thw")
+    result: dict[str, Any] = {
+        "model_type": model_type,
+        "dtype": args.dtype,
+        "n_images": 0 if grid is None else int(np.asarray(grid).shape[0]),
+        "tokenizer": tokenizer_used,
+        "input_ids_shape": list(inputs["input_ids"].shape),
+        "pixel_values_shape": None if inputs.get("pixel_values") is None else list(inputs["pixel_values"].shape),
+        "image_grid_thw": None if grid is None else np.asarray(grid).tolist(),
+        "logits_shape": list(ref.shape),
+        "padding_tokens": int((inputs["attention_mask"] == 0).sum()),
+    }
+    if args.save_reference is not None:
+        _save_reference(args.save_reference, inputs, ref, {"model_type": model_type, "tokenizer": tokenizer_used})
+        result["saved_reference"] = str(args.save_reference)
+    else:
+        ours = our_logits(hf_dir, inputs, args.dtype)
+        result.update(compare(ours, ref, inputs["attention_mask"]))
+    print(json.dumps(result), flush=True)
+    return result
+
+
+if __name__ == "__main__":
+    res = main()
+    limit = parse_args(None).max_diff
+    sys.exit(1 if limit is not None and res.get("max_abs_logit_diff", 0.0) > limit else 0)
