@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "ml_collections config file")
@@ -15,11 +15,14 @@ _WORKDIR = flags.DEFINE_string("workdir", "workdir", "directory for outputs and 
 
 MODES = {
     "score": "rmpl_jax.score_mode",
+    "train": "rmpl_jax.train",
 }
 
 
 def main(argv: list[str]) -> None:
     del argv
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
     config = _CONFIG.value
     if config is None:
         raise app.UsageError("--config is required, e.g. --config configs/score_m2e2.py")

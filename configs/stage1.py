@@ -1,0 +1,80 @@
+"""Stage 1 (unified event-centric schema) followed by stage 2 — the RMPL curriculum.
+
+    python -m rmpl_jax.main --config configs/stage1.py                  # demo: synthetic data
+    python -m rmpl_jax.main --config configs/stage1.py \
+        --config.model.hf_dir=Qwen2.5-VL-7B-Instruct --config.data.ace_path=ace/train.json \
+        --config.data.imsitu_path=swig/train.json --config.data.imsitu_images=swig/images \
+        --config.data.mnre_path=mnre/mnre_train.txt --config.data.mnre_images=mnre/images
+
+With no data paths the run generates the synthetic corpus, trains the tiny demo model from
+scratch (there are no offline weights) and scores held-out synthetic data.
+"""
+
+import ml_collections
+from ml_collections.config_dict import placeholder
+
+from rmpl_jax.models.lora import DEFAULT_TARGETS
+
+
+def get_config():
+    c = ml_collections.ConfigDict()
+    c.mode = "train"
+    c.seed = 0
+    c.stages = ("stage1", "stage2")
+    c.init_from = ""  # a checkpoint directory to start the first stage from
+
+    c.model = ml_collections.ConfigDict()
+    c.model.hf_dir = ""  # empty: the demo model, trained in full (LoRA needs pretrained weights)
+    c.model.dtype = "float32"  # 'bfloat16' on accelerators
+    c.model.remat = ""  # '', 'full' or 'dots'
+    c.model.lora_rank = 16
+    c.model.lora_alpha = 32.0
+    c.model.lora_targets = DEFAULT_TARGETS
+    c.model.trainable_regex = ""  # also train these parameters, e.g. r'^visual/merger/'
+    c.model.demo = ml_collections.ConfigDict()
+    c.model.demo.vocab_size = 1024
+    c.model.demo.text = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                             num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-6,
+                             rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                              "mrope_section": [4, 6, 6]})
+    c.model.demo.vision = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=2,
+                               patch_size=14, temporal_patch_size=2, spatial_merge_size=2,
+                               in_channels=3, window_size=56, fullatt_block_indexes=[1],
+                               hidden_act="silu")
+
+    c.data = ml_collections.ConfigDict()
+    c.data.ace_path = ""  # JMEE JSON or OneIE JSONL (.jsonl)
+    c.data.imsitu_path = ""  # imSitu/SWiG JSON
+    c.data.imsitu_images = ""
+    c.data.imsitu_mapping = ""  # ace_sr_mapping.txt; empty: the shared data's copy
+    c.data.mnre_path = ""
+    c.data.mnre_images = ""
+    c.data.lenient = False
+    c.data.synthetic = ml_collections.ConfigDict(dict(train_docs=300, heldout_docs=30))
+    c.data.image_side = 112  # every photo is resized to this square (a multiple of 28)
+    c.data.buckets = (256, 384)
+    c.data.batch_size = 8  # global
+    c.data.num_workers = 0
+
+    c.stage1 = ml_collections.ConfigDict()
+    c.stage1.tasks = {"text_ee": 1.0, "visual_ee": 0.5, "mnre": 0.5}
+    c.stage1.steps = 300
+    c.stage1.learning_rate = 3e-3
+    c.stage1.warmup_steps = 20
+
+    c.stage2 = ml_collections.ConfigDict()
+    c.stage2.tasks = {"text_mention": 0.3, "text_argument": 0.3, "image_mention": 0.2,
+                      "image_argument": 0.2}
+    c.stage2.steps = 100
+    c.stage2.learning_rate = 1e-3
+    c.stage2.warmup_steps = 10
+
+    c.train = ml_collections.ConfigDict(dict(grad_accum=1, loss_chunk=512, weight_decay=0.0))
+    c.mesh_shape = (-1, 1, 1)  # (data, fsdp, tensor)
+    c.checkpoint = ml_collections.ConfigDict(dict(every=100, keep=2))
+    c.eval = ml_collections.ConfigDict(dict(heldout=True, batch_size=16, max_new_tokens=96))
+    c.distributed = ml_collections.ConfigDict()  # multi-host: set all three
+    c.distributed.coordinator_address = placeholder(str)  # 'host:port' of process 0
+    c.distributed.num_processes = placeholder(int)
+    c.distributed.process_id = placeholder(int)
+    return c
