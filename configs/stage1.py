@@ -72,6 +72,7 @@ def get_config():
     c.train = ml_collections.ConfigDict(dict(grad_accum=1, loss_chunk=512, weight_decay=0.0))
     c.mesh_shape = (-1, 1, 1)  # (data, fsdp, tensor)
     c.checkpoint = ml_collections.ConfigDict(dict(every=100, keep=2))
+    c.export = True  # W/export: merged HF safetensors + processor files, and the adapters
     c.eval = ml_collections.ConfigDict(dict(heldout=True, batch_size=16, max_new_tokens=96))
     c.distributed = ml_collections.ConfigDict()  # multi-host: set all three
     c.distributed.coordinator_address = placeholder(str)  # 'host:port' of process 0

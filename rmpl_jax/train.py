@@ -159,6 +159,33 @@ def train_stage(run: Run, name: str, init_from: str | None):
     return layout.merge(state.trainable, state.frozen), ckpt_dir
 
 
+PROCESSOR_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt",
+                   "special_tokens_map.json", "added_tokens.json", "preprocessor_config.json",
+                   "processor_config.json", "chat_template.jinja", "chat_template.json",
+                   "generation_config.json")
+
+
+def export_model(model, run: Run) -> str:
+    """`W/export`: HF safetensors with LoRA merged + config + the processor's files (a
+    directory transformers and `--config.model.hf_dir` load), and the adapters alone."""
+    import shutil
+
+    from safetensors.numpy import save_file
+
+    out = os.path.join(run.workdir, "export")
+    registry.family_for_dir(run.hf_dir).export_hf(model, out)
+    for name in PROCESSOR_FILES:
+        if os.path.exists(os.path.join(run.hf_dir, name)) and jax.process_index() == 0:
+            shutil.copy(os.path.join(run.hf_dir, name), out)
+    adapters = lora.lora_state(model)
+    if jax.tree.leaves(adapters) and jax.process_index() == 0:
+        flat = {"/".join(map(str, path)): np.asarray(jax.device_get(value))
+                for path, value in nnx.to_flat_state(adapters)}
+        save_file(flat, os.path.join(out, "adapters.safetensors"))
+    print(f"exported {out}")
+    return out
+
+
 def run(config, workdir: str) -> dict:
     """Runs `config.stages` in order; returns the held-out metrics (demo) or {}."""
     distributed.initialize_from_config(config.distributed)
@@ -187,6 +214,8 @@ def run(config, workdir: str) -> dict:
     model = None
     for name in config.stages:
         model, init_from = train_stage(run_, name, init_from)
+    if model is not None and config.export:
+        export_model(model, run_)
     if heldout is None or model is None or not config.eval.heldout:
         return {}
     from rmpl_jax.heldout import score_heldout

@@ -36,6 +36,12 @@ def test_two_stages_checkpoint_and_resume(tmp_path, capsys):
     assert f"initialised stage2 from {workdir}/stage1/checkpoints" in out
     assert steps_saved(f"{workdir}/stage1/checkpoints")[-1] == 2
     assert steps_saved(f"{workdir}/stage2/checkpoints")[-1] == 2
+    export = f"{workdir}/export"
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(os.listdir(export))
+    from rmpl_jax.models import registry
+    from rmpl_jax.processor import QwenProcessor
+    assert QwenProcessor.from_dir(export).tokenizer is not None
+    registry.family_for_dir(export).load_hf(export)  # every tensor present and well shaped
     losses = [line for line in out.splitlines() if "loss: first" in line]
     assert len(losses) == 2 and all(math.isfinite(float(l.split()[-1])) for l in losses)
 
