@@ -15,11 +15,10 @@ for the verb's role), `roles_outside_image_schema` (mapped role not in
 
 from __future__ import annotations
 
-import json
 import os
 
 from rmpl_jax import schema
-from rmpl_jax.data.read_report import DataError, ReadReport, require
+from rmpl_jax.data.read_report import DataError, ReadReport, load_json, require
 from rmpl_jax.records import Box, BoxArgument, ImageEvent, ImageItem, image_id_of
 
 _NO_BOX = [-1, -1, -1, -1]
@@ -38,11 +37,7 @@ def read_imsitu(path: str | os.PathLike, mapping: schema.ImsituMapping, *,
     """
     path = os.fspath(path)
     report = ReadReport(source=path, lenient=lenient)
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not valid JSON ({e})") from None
+    data = load_json(path)
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a JSON object keyed by image name, "
                         f"got {type(data).__name__}")

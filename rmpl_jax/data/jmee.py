@@ -15,11 +15,11 @@ Report counts: `events_other_type` (ACE subtypes outside the 8 M2E2 types, dropp
 
 from __future__ import annotations
 
-import json
 import os
 
 from rmpl_jax import schema
-from rmpl_jax.data.read_report import DataError, ReadReport, require, require_span, require_words
+from rmpl_jax.data.read_report import (DataError, ReadReport, load_json, require, require_span,
+                                       require_words)
 from rmpl_jax.records import EntityMention, Sentence, Span, TextArgument, TextEvent, doc_id_of
 
 # Role lookup that forgives case ("attacker"); the schema spelling is what we keep.
@@ -35,11 +35,7 @@ def read_jmee(path: str | os.PathLike, *, lenient: bool = False) -> tuple[list[S
     """
     path = os.fspath(path)
     report = ReadReport(source=path, lenient=lenient)
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not valid JSON ({e})") from None
+    data = load_json(path)
     if not isinstance(data, list):
         raise DataError(f"{path}: expected a JSON list of sentences, got {type(data).__name__}")
     stem = os.path.splitext(os.path.basename(path))[0]

@@ -9,12 +9,11 @@ directory is given and holds the file.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Any
 
 from rmpl_jax.data.jmee import sentence_from_jmee
-from rmpl_jax.data.read_report import DataError, ReadReport, require
+from rmpl_jax.data.read_report import DataError, ReadReport, load_json, require
 from rmpl_jax.records import (Box, BoxArgument, CorefPair, ImageEvent, ImageItem, Sentence,
                               image_id_of)
 
@@ -35,15 +34,6 @@ class M2E2Corpus:
 
     def annotated_images(self) -> dict[str, ImageItem]:
         return {k: v for k, v in self.images.items() if v.events}
-
-
-def load_json(path: str) -> Any:
-    """Parses a JSON file; a truncated or invalid file raises DataError naming it."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
 
 
 def _merge(a: Sentence, b: Sentence, where: str) -> Sentence:

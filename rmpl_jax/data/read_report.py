@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
 from typing import Any
 
 MAX_PROBLEMS = 100  # messages kept verbatim; the count keeps growing past it
@@ -43,6 +44,15 @@ class ReadReport:
         extra = ", ".join(f"{k}={v}" for k, v in sorted(self.counts.items()))
         return (f"{self.source}: {self.records} records, {self.skipped} skipped"
                 + (f"; {extra}" if extra else ""))
+
+
+def load_json(path: str) -> Any:
+    """Parses a JSON file; a truncated or invalid file raises DataError naming it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
 
 
 def require(obj: Any, key: str, types: type | tuple[type, ...], where: str) -> Any:

@@ -86,7 +86,7 @@ def test_bad_record_strict_and_lenient(tmp_path, mutate, message):
 def test_bad_files(tmp_path):
     path = tmp_path / "x.json"
     path.write_text("{not json")
-    with pytest.raises(DataError, match="not valid JSON"):
+    with pytest.raises(DataError, match="invalid JSON at line"):
         read_jmee(path, lenient=True)
     path.write_text('{"a": 1}')
     with pytest.raises(DataError, match="JSON list"):
