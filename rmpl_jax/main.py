@@ -16,6 +16,7 @@ _WORKDIR = flags.DEFINE_string("workdir", "workdir", "directory for outputs and 
 MODES = {
     "score": "rmpl_jax.score_mode",
     "train": "rmpl_jax.train",
+    "predict": "rmpl_jax.predict",
 }
 
 

@@ -1,6 +1,6 @@
 """Building blocks shared by the model families: parameters with logical axes, a LoRA-aware
-Linear (optionally fused and stacked), RMSNorm, embeddings, SwiGLU MLP, rotary helpers and
-attention through `jax.nn.dot_product_attention`.
+Linear (optionally fused and stacked), RMSNorm, embeddings, SwiGLU MLP, rotary helpers,
+attention through `jax.nn.dot_product_attention`, and a static KV cache for decoding.
 
 Conventions
 - Kernels are stored (in, out) like `x @ W`; torch stores (out, in).
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -290,6 +291,62 @@ def attention(q, k, v, *, mask=None, is_causal: bool = False, implementation: st
     """
     return jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=is_causal,
                                         implementation=implementation)
+
+
+# -- KV cache -----------------------------------------------------------------------------------
+class KVCache(NamedTuple):
+    """Static-shaped key/value cache of a stack of layers: k, v [layers, B, kv_heads, S, head_dim].
+
+    Slot s of every row holds the key/value of the token the decode loop placed there; rows are
+    left-padded, so one slot index is written for the whole batch at each step. A NamedTuple is
+    a pytree: it passes through jit, scan and while_loop, and can be donated.
+    """
+
+    k: jax.Array
+    v: jax.Array
+
+    @property
+    def max_len(self) -> int:
+        return int(self.k.shape[3])
+
+
+def init_kv_cache(num_layers: int, batch: int, num_kv_heads: int, max_len: int, head_dim: int,
+                  dtype=jnp.bfloat16) -> KVCache:
+    """A zero cache (zeros, not garbage: masked slots are multiplied by 0 and must be finite)."""
+    shape = (num_layers, batch, num_kv_heads, max_len, head_dim)
+    return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
+
+
+def write_kv(cache: jax.Array, layer, new: jax.Array, slot) -> jax.Array:
+    """Writes new [B, T, K, H] into cache [L, B, K, S, H] at (layer, slots slot..slot+T-1);
+    an in-place dynamic_update_slice when the cache is a loop carry."""
+    update = jnp.swapaxes(new, 1, 2)[None].astype(cache.dtype)
+    zero = jnp.zeros((), jnp.int32)
+    return jax.lax.dynamic_update_slice(cache, update, (jnp.asarray(layer, jnp.int32), zero, zero,
+                                                        jnp.asarray(slot, jnp.int32), zero))
+
+
+def cached_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array, slot) -> jax.Array:
+    """Attention of T new queries over one layer's cache.
+
+    q [B, T, N, H] (query t sits in slot `slot + t`); k, v [B, K, S, H] with the new keys already
+    written; key_mask [B, S] bool marks slots holding real tokens. A query attends to valid slots
+    up to its own. GQA: query head n uses kv head n // (N // K), as HF's repeat_kv. Scores and
+    softmax in float32. Returns [B, T, N, H] in q's dtype.
+    """
+    b, t, n, h = q.shape
+    kv = k.shape[1]
+    s = k.shape[2]
+    qg = q.reshape(b, t, kv, n // kv, h)
+    scores = jnp.einsum("btkgh,bksh->bkgts", qg, k, preferred_element_type=jnp.float32)
+    scores = scores * (1.0 / math.sqrt(h))
+    own = jnp.arange(t)[:, None] + slot >= jnp.arange(s)[None, :]  # [T, S] causal within the chunk
+    allowed = key_mask[:, None, None, None, :] & own[None, None, None]
+    scores = jnp.where(allowed, scores, -jnp.inf)
+    probs = jax.nn.softmax(scores, axis=-1)
+    probs = jnp.where(allowed, probs, 0.0)  # rows with no valid slot give zeros, not NaN
+    out = jnp.einsum("bkgts,bksh->btkgh", probs.astype(v.dtype), v, preferred_element_type=jnp.float32)
+    return out.reshape(b, t, n, h).astype(q.dtype)
 
 
 def variables_by_path(module: nnx.Module, kind: type[nnx.Variable] = nnx.Param) -> dict[str, nnx.Variable]:

@@ -12,6 +12,11 @@ Forward inputs (all static shapes):
   position_ids [3, B, T] (optional: computed from input_ids and the grid with the HF rule);
   pixel_values [n_patches, C*t*p*p] with image_grid_thw a static numpy [n_images, 3]
   (run through the vision tower), or image_features [n_image_tokens, hidden] precomputed.
+
+Decoding (rmpl_jax/decode.py): `init_cache`, `prefill` (a left-padded prompt batch fills KV
+cache slots 0..P-1, returns the last position's logits) and `decode_step` (new tokens in the
+next slots attend over the cache). The cache [layers, B, kv_heads, S, head_dim] rides in the
+carry of the layer scan, so each layer's write is an in-place dynamic_update_slice.
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from rmpl_jax.models.common import (Embed, Linear, RMSNorm, SwiGLU, apply_rope, attention,
-                                    causal_padding_mask, mrope_cos_sin, rope_inv_freq)
+from rmpl_jax.models.common import (Embed, KVCache, Linear, RMSNorm, SwiGLU, apply_rope, attention,
+                                    cached_attention, causal_padding_mask, init_kv_cache,
+                                    mrope_cos_sin, rope_inv_freq, write_kv)
 from rmpl_jax.models.hf_names import NameRule
 from rmpl_jax.models.mrope import check_image_tokens, mrope_position_ids, text_position_ids
 from rmpl_jax.models.qwen2_vl_config import Qwen2VLConfig
@@ -64,10 +70,24 @@ class Attention(nnx.Module):
         key = apply_rope(key.reshape(b, t, k, h), cos, sin)
         return q, key, v.reshape(b, t, k, h)
 
-    def __call__(self, x, cos, sin, mask):
+    def forward_kv(self, x, cos, sin, mask):
+        """Self-attention over x itself; also returns the rotated k and v [B,T,K,H] (prefill)."""
         q, k, v = self.qkv(x, cos, sin)
         out = attention(q, k, v, mask=mask, is_causal=mask is None, implementation=self.impl)
-        return self.o_proj(out.reshape(*x.shape[:2], -1))
+        return self.o_proj(out.reshape(*x.shape[:2], -1)), k, v
+
+    def __call__(self, x, cos, sin, mask):
+        return self.forward_kv(x, cos, sin, mask)[0]
+
+    def decode(self, x, cos, sin, cache: KVCache, layer, slot, key_mask):
+        """New tokens x [B,T,D] in slots slot..slot+T-1: writes their k/v into `cache` at `layer`
+        and attends over that layer's cache. Returns (out [B,T,D], cache)."""
+        q, k, v = self.qkv(x, cos, sin)
+        ck, cv = write_kv(cache.k, layer, k, slot), write_kv(cache.v, layer, v, slot)
+        lk = jax.lax.dynamic_index_in_dim(ck, layer, 0, keepdims=False)
+        lv = jax.lax.dynamic_index_in_dim(cv, layer, 0, keepdims=False)
+        out = cached_attention(q, lk, lv, key_mask, slot)
+        return self.o_proj(out.reshape(*x.shape[:2], -1)), KVCache(ck, cv)
 
 
 class DecoderLayer(nnx.Module):
@@ -85,6 +105,18 @@ class DecoderLayer(nnx.Module):
     def __call__(self, x, cos, sin, mask):
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask)
         return x + self.mlp(self.post_attention_layernorm(x))
+
+    def prefill(self, x, cos, sin, mask, cache: KVCache, layer):
+        """As __call__, and writes this layer's k/v of the whole prompt into slots 0..T-1."""
+        out, k, v = self.self_attn.forward_kv(self.input_layernorm(x), cos, sin, mask)
+        cache = KVCache(write_kv(cache.k, layer, k, 0), write_kv(cache.v, layer, v, 0))
+        x = x + out
+        return x + self.mlp(self.post_attention_layernorm(x)), cache
+
+    def decode(self, x, cos, sin, cache: KVCache, layer, slot, key_mask):
+        out, cache = self.self_attn.decode(self.input_layernorm(x), cos, sin, cache, layer, slot, key_mask)
+        x = x + out
+        return x + self.mlp(self.post_attention_layernorm(x)), cache
 
 
 _REMAT_POLICIES = {
@@ -200,6 +232,53 @@ class Qwen2VL(nnx.Module):
         mask = causal_padding_mask(attention_mask, inputs_embeds.shape[1])
         x = self.run_layers(inputs_embeds, cos, sin, mask)
         return self.norm(x)
+
+    # -- KV-cache decoding ----------------------------------------------------------------------
+    def init_cache(self, batch: int, max_len: int, dtype=None) -> KVCache:
+        """A zero KV cache [layers, batch, kv_heads, max_len, head_dim] (default: compute dtype)."""
+        cfg = self.config
+        return init_kv_cache(cfg.num_layers, batch, cfg.num_kv_heads, max_len, cfg.head_dim,
+                             dtype or cfg.compute_dtype)
+
+    def _scan_cached(self, x, cache: KVCache, step):
+        """Runs `step(layer, h, cache, index) -> (h, cache)` over the stacked layers with one scan;
+        the cache rides in the carry so each layer's write is an in-place update."""
+        graphdef, state = nnx.split(self.layers)
+
+        def body(carry, xs):
+            layer_state, index = xs
+            h, c = step(nnx.merge(graphdef, layer_state), *carry, index)
+            return (h, c), None
+
+        index = jnp.arange(self.config.num_layers, dtype=jnp.int32)
+        (x, cache), _ = jax.lax.scan(body, (x, cache), (state, index))
+        return x, cache
+
+    def _cos_sin(self, position_ids):
+        inv_freq = rope_inv_freq(self.config.head_dim, self.config.rope_theta)
+        return mrope_cos_sin(position_ids, inv_freq, self.config.mrope_section)
+
+    def prefill(self, input_ids, *, attention_mask, position_ids, cache: KVCache, image_features=None,
+                pixel_values=None, image_grid_thw=None):
+        """Runs a left-padded prompt batch [B, P], fills cache slots 0..P-1 and returns
+        (float32 logits [B, V] of the last position, cache). position_ids [3, B, P] as
+        `position_ids()` gives them (callers compute them on the host for static shapes)."""
+        x = self.embed(input_ids, pixel_values=pixel_values, image_grid_thw=image_grid_thw,
+                       image_features=image_features, attention_mask=attention_mask)
+        cos, sin = self._cos_sin(position_ids)
+        mask = causal_padding_mask(attention_mask, input_ids.shape[1])
+        x, cache = self._scan_cached(
+            x, cache, lambda layer, h, c, i: layer.prefill(h, cos, sin, mask, c, i))
+        return self.logits_from_hidden(self.norm(x[:, -1])), cache
+
+    def decode_step(self, tokens, *, position_ids, cache: KVCache, slot, key_mask):
+        """tokens [B, T] placed in slots slot..slot+T-1 (position_ids [3, B, T]); key_mask [B, S]
+        marks valid slots (these included). Returns (float32 logits [B, T, V], cache)."""
+        x = self.embed_tokens(tokens)
+        cos, sin = self._cos_sin(position_ids)
+        x, cache = self._scan_cached(
+            x, cache, lambda layer, h, c, i: layer.decode(h, cos, sin, c, i, slot, key_mask))
+        return self.logits_from_hidden(self.norm(x)), cache
 
     def logits_from_hidden(self, h: jax.Array) -> jax.Array:
         """[.., D] -> [.., V] float32 logits (matmul in the compute dtype, f32 accumulation)."""
