@@ -11,40 +11,8 @@ from flax import nnx
 
 from rmpl_jax.models import qwen2_vl as Q
 from rmpl_jax.models.common import variables_by_path
+from rmpl_jax.models.presets import QWEN2_VL_7B, QWEN25_VL_3B, QWEN25_VL_7B, QWEN25_VL_TINY
 from rmpl_jax.models.qwen2_vl_config import Qwen2VLConfig
-
-# Published Qwen/Qwen2.5-VL-7B-Instruct config.json (flat, pre-transformers-5 layout).
-QWEN25_VL_7B = {
-    "architectures": ["Qwen2_5_VLForConditionalGeneration"], "model_type": "qwen2_5_vl",
-    "attention_dropout": 0.0, "bos_token_id": 151643, "eos_token_id": 151645,
-    "vision_start_token_id": 151652, "vision_end_token_id": 151653, "vision_token_id": 151654,
-    "image_token_id": 151655, "video_token_id": 151656, "hidden_act": "silu", "hidden_size": 3584,
-    "initializer_range": 0.02, "intermediate_size": 18944, "max_position_embeddings": 128000,
-    "max_window_layers": 28, "num_attention_heads": 28, "num_hidden_layers": 28, "num_key_value_heads": 4,
-    "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "sliding_window": 32768, "tie_word_embeddings": False,
-    "torch_dtype": "bfloat16", "use_cache": True, "use_sliding_window": False, "vocab_size": 152064,
-    "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
-    "vision_config": {"depth": 32, "hidden_act": "silu", "hidden_size": 1280, "intermediate_size": 3420,
-                      "num_heads": 16, "in_chans": 3, "out_hidden_size": 3584, "patch_size": 14,
-                      "spatial_merge_size": 2, "spatial_patch_size": 14, "window_size": 112,
-                      "fullatt_block_indexes": [7, 15, 23, 31], "tokens_per_second": 2,
-                      "temporal_patch_size": 2},
-}
-# Qwen/Qwen2.5-VL-3B-Instruct: smaller LM, tied embeddings, same vision tower.
-QWEN25_VL_3B = {
-    **QWEN25_VL_7B, "hidden_size": 2048, "intermediate_size": 11008, "num_hidden_layers": 36,
-    "max_window_layers": 70, "num_attention_heads": 16, "num_key_value_heads": 2, "vocab_size": 151936,
-    "tie_word_embeddings": True,
-    "vision_config": {**QWEN25_VL_7B["vision_config"], "out_hidden_size": 2048},
-}
-# Qwen/Qwen2-VL-7B-Instruct.
-QWEN2_VL_7B = {
-    **{k: v for k, v in QWEN25_VL_7B.items() if k != "vision_config"}, "model_type": "qwen2_vl",
-    "architectures": ["Qwen2VLForConditionalGeneration"], "max_position_embeddings": 32768,
-    "vision_config": {"depth": 32, "embed_dim": 1280, "mlp_ratio": 4, "num_heads": 16, "in_chans": 3,
-                      "hidden_size": 3584, "patch_size": 14, "spatial_merge_size": 2,
-                      "temporal_patch_size": 2, "hidden_act": "quick_gelu"},
-}
 
 
 def _our_count(hf_config: dict) -> tuple[int, Q.Qwen2VL]:
@@ -76,7 +44,8 @@ def test_qwen25_vl_7b_has_published_count():
     assert qkv.get_metadata()["out_sharding"] == ("layers", "embed", "q_heads")
 
 
-@pytest.mark.parametrize("name,config", [("qwen2.5-vl-3b", QWEN25_VL_3B), ("qwen2-vl-7b", QWEN2_VL_7B)])
+@pytest.mark.parametrize("name,config", [("qwen2.5-vl-3b", QWEN25_VL_3B), ("qwen2-vl-7b", QWEN2_VL_7B),
+                                         ("qwen2.5-vl-tiny", QWEN25_VL_TINY)])
 def test_other_sizes_match_transformers(name, config):
     ours, _ = _our_count(config)
     hf = _hf_count(config)
