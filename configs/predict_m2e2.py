@@ -34,6 +34,7 @@ def get_config():
     c.image_side = 448  # the training square side (a multiple of 28); 0: photos at their own size
     c.batch_size = 16
     c.max_new_tokens = 128
+    c.pipeline = "stage2"  # 'stage2': mentions, then each mention's arguments; 'joint': whole events
     c.constrained = True  # schema-constrained decoding (every output parses)
     c.temperature = 0.0  # 0: greedy
     c.buckets = (256, 512, 768, 1024, 1536, 2048)  # prompt length buckets (left padding)

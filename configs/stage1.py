@@ -58,14 +58,14 @@ def get_config():
 
     c.stage1 = ml_collections.ConfigDict()
     c.stage1.tasks = {"text_ee": 1.0, "visual_ee": 0.5, "mnre": 0.5}
-    c.stage1.steps = 300
+    c.stage1.steps = 500
     c.stage1.learning_rate = 3e-3
     c.stage1.warmup_steps = 20
 
     c.stage2 = ml_collections.ConfigDict()
     c.stage2.tasks = {"text_mention": 0.3, "text_argument": 0.3, "image_mention": 0.2,
                       "image_argument": 0.2}
-    c.stage2.steps = 100
+    c.stage2.steps = 200
     c.stage2.learning_rate = 1e-3
     c.stage2.warmup_steps = 10
 

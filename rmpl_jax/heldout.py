@@ -29,7 +29,8 @@ def score_heldout(model, run, split: SyntheticSplit) -> dict:
     predictions, stats = predict_records(
         model, run.processor, sentences=split.sentences, images=split.images,
         image_sizes=split.image_sizes, codec=run.codec, image_side=config.data.image_side,
-        batch_size=config.eval.batch_size, max_new_tokens=config.eval.max_new_tokens)
+        batch_size=config.eval.batch_size, max_new_tokens=config.eval.max_new_tokens,
+        pipeline="stage2" if config.stages[-1] == "stage2" else "joint")
     out_dir = os.path.join(run.workdir, "heldout")
     os.makedirs(out_dir, exist_ok=True)
     write_predictions(os.path.join(out_dir, "predictions.jsonl"), predictions)

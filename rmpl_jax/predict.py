@@ -76,6 +76,57 @@ def coref_pairs(sentences: Iterable[Sentence], text: Mapping[str, TextPrediction
     return list(dict.fromkeys(out))
 
 
+PIPELINES = ("joint", "stage2")
+
+
+def _decode(runner: "_Run", task: str, items: list[_Item], sort: bool,
+            failures: dict[str, list[int]]) -> dict[str, tasks.Parsed]:
+    """Decodes and parses one task's items; counts parse failures per task."""
+    runner.bar.total += len(items)
+    runner.bar.refresh()
+    runner.stats["decoded_items"] += len(items)
+    out = runner.texts(task, items, sort)
+    parsed = {}
+    counts = failures.setdefault(task, [0, 0])
+    for item in items:
+        p = tasks.parse(out[item.key], item.example.context)
+        counts[0] += p.failures
+        counts[1] += int(p.failures > 0)
+        parsed[item.key] = p
+    return parsed
+
+
+def _text_events(runner, sentences: list[Sentence], pipeline: str, failures) -> dict[str, list]:
+    blank = {s.sentence_id: dataclasses.replace(s, events=()) for s in sentences}
+    if pipeline == "joint":
+        items = [_Item(k, tasks.render_text_ee(s)) for k, s in blank.items()]
+        return {k: list(p.events) for k, p in _decode(runner, "text_ee", items, True, failures).items()}
+    items = [_Item(k, tasks.render_text_mention(s)) for k, s in blank.items()]
+    mentions = _decode(runner, "text_mention", items, True, failures)
+    arg_items = [_Item(f"{k}\t{n}", tasks.render_text_argument(blank[k], e))
+                 for k, p in mentions.items() for n, e in enumerate(p.events)]
+    events: dict[str, list] = {k: [] for k in blank}
+    for key, p in _decode(runner, "text_argument", arg_items, True, failures).items():
+        events[key.split("\t")[0]].extend(p.events)
+    return events
+
+
+def _image_events(runner, present: list[ImageItem], frames, codec, pipeline: str,
+                  failures) -> dict[str, list]:
+    blank = {i.image_id: dataclasses.replace(i, events=()) for i in present}
+    if pipeline == "joint":
+        items = [_Item(k, tasks.render_visual_ee(i, frames[k], codec)) for k, i in blank.items()]
+        return {k: list(p.events) for k, p in _decode(runner, "visual_ee", items, False, failures).items()}
+    items = [_Item(k, tasks.render_image_mention(i)) for k, i in blank.items()]
+    mentions = _decode(runner, "image_mention", items, False, failures)
+    arg_items = [_Item(f"{k}\t{n}", tasks.render_image_argument(blank[k], e, frames[k], codec))
+                 for k, p in mentions.items() for n, e in enumerate(p.events)]
+    events: dict[str, list] = {k: [] for k in blank}
+    for key, p in _decode(runner, "image_argument", arg_items, False, failures).items():
+        events[key.split("\t")[0]].extend(p.events)
+    return events
+
+
 class _Run:
     """Decodes the items of one task in length-sorted batches, one batch in flight while the
     next is prepared (tokenizing, pixels, constraint tables run on the host meanwhile)."""
@@ -140,8 +191,12 @@ def predict_records(model, processor, *, sentences: Iterable[Sentence], images: 
                     image_side: int | None = None, batch_size: int = 16, max_new_tokens: int = 128,
                     constrained: bool = True, temperature: float = 0.0,
                     buckets: Sequence[int] = DEFAULT_BUCKETS, progress: bool = True,
-                    seed: int = 0) -> tuple[PredictionSet, dict]:
+                    seed: int = 0, pipeline: str = "joint") -> tuple[PredictionSet, dict]:
     """Text events for every sentence, image events for every photo with a file, coref pairs.
+
+    pipeline: "joint" asks for whole events at once (stage-1 tasks text_ee, visual_ee);
+    "stage2" first identifies event mentions (text_mention, image_mention), then asks for
+    each mention's arguments (text_argument, image_argument) — what stage 2 trains.
 
     model: an NNX Qwen2VL (LoRA adapters may be attached). processor: `QwenProcessor` with a
     tokenizer. image_sizes: image_id -> (width, height) of the photo (read from the file when
@@ -152,6 +207,8 @@ def predict_records(model, processor, *, sentences: Iterable[Sentence], images: 
     """
     from tqdm import tqdm
 
+    if pipeline not in PIPELINES:
+        raise ValueError(f"pipeline {pipeline!r} is not one of {PIPELINES}")
     tokenizer = processor.tokenizer
     if tokenizer is None:
         raise ValueError(f"{processor.source}: predicting needs tokenizer files in the model directory")
@@ -165,49 +222,36 @@ def predict_records(model, processor, *, sentences: Iterable[Sentence], images: 
     traces_before = decoder.traces
     featurizer = Featurizer(processor, image_side)
 
-    text_items = [_Item(s.sentence_id, tasks.render_text_ee(dataclasses.replace(s, events=())))
-                  for s in sentences]
     known = {i.image_id: i for i in images}
     present = [i for i in images if i.path]
     missing = sorted({i.image_id for i in images if not i.path}
                      | {image_id_of(f) for s in sentences for f in s.images} - set(known))
-    sizes, image_items = {}, []
-    for item in present:
-        sizes[item.image_id] = _image_size(item, image_sizes)
-        frame = (image_side, image_side) if image_side else sizes[item.image_id]
-        ex = tasks.render_visual_ee(dataclasses.replace(item, events=()), frame, codec)
-        image_items.append(_Item(item.image_id, ex))
+    sizes = {item.image_id: _image_size(item, image_sizes) for item in present}
+    frames = {k: (image_side, image_side) if image_side else size for k, size in sizes.items()}
 
-    stats = {"sentences": len(text_items), "images": len(image_items), "missing_images": len(missing),
+    stats = {"sentences": len(sentences), "images": len(present), "missing_images": len(missing),
              "missing_image_ids": missing[:50],
              "sentences_with_missing_images": sum(
                  1 for s in sentences if any(image_id_of(f) in set(missing) for f in s.images)),
-             "constrained": bool(constrained), "tokens": 0, "unfinished": 0,
-             "parse_failures": {}, "items_with_failures": {}}
-    bar = tqdm(total=len(text_items) + len(image_items), unit="item", desc="predict", disable=not progress)
+             "constrained": bool(constrained), "pipeline": pipeline, "decoded_items": 0, "tokens": 0,
+             "unfinished": 0}
+    bar = tqdm(total=0, unit="item", desc="predict", disable=not progress)
     runner = _Run(decoder, featurizer, constrained, bar, stats)
+    failures: dict[str, list[int]] = {}
     start = time.perf_counter()
-    text_out = runner.texts("text_ee", text_items, sort=True)
-    image_out = runner.texts("visual_ee", image_items, sort=False)
+    text_events = _text_events(runner, sentences, pipeline, failures)
+    image_events = _image_events(runner, present, frames, codec, pipeline, failures)
     seconds = time.perf_counter() - start
     bar.close()
 
     predictions = PredictionSet()
-    failures = {"text_ee": [0, 0], "visual_ee": [0, 0]}
-    for item in text_items:
-        parsed = tasks.parse(text_out[item.key], item.example.context)
-        failures["text_ee"][0] += parsed.failures
-        failures["text_ee"][1] += int(parsed.failures > 0)
-        predictions.text.append(TextPrediction(item.key, tuple(parsed.events)))
-    for item in image_items:
-        parsed = tasks.parse(image_out[item.key], item.example.context)
-        failures["visual_ee"][0] += parsed.failures
-        failures["visual_ee"][1] += int(parsed.failures > 0)
-        events = _to_original(parsed.events, item.example.context.image_size, sizes[item.key])
-        predictions.images.append(ImagePrediction(item.key, events))
+    predictions.text = [TextPrediction(s.sentence_id, tuple(text_events[s.sentence_id]))
+                        for s in sentences]
+    predictions.images = [ImagePrediction(i.image_id, _to_original(
+        image_events[i.image_id], frames[i.image_id], sizes[i.image_id])) for i in present]
     predictions.coref = coref_pairs(sentences, {p.sentence_id: p for p in predictions.text},
                                     {p.image_id: p for p in predictions.images})
-    n = len(text_items) + len(image_items)
+    n = stats["decoded_items"]
     stats.update(
         parse_failures={k: v[0] for k, v in failures.items()},
         items_with_failures={k: v[1] for k, v in failures.items()},
@@ -317,7 +361,7 @@ def run(config, workdir: str) -> dict:
         model, processor, sentences=corpus.sentences.values(), images=corpus.images.values(),
         codec=codec, image_side=side, batch_size=config.batch_size, max_new_tokens=config.max_new_tokens,
         constrained=config.constrained, temperature=config.temperature, buckets=tuple(config.buckets),
-        seed=config.seed)
+        seed=config.seed, pipeline=config.pipeline)
     os.makedirs(workdir, exist_ok=True)
     path = os.path.join(workdir, "predictions.jsonl")
     write_predictions(path, predictions)
