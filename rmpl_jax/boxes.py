@@ -215,3 +215,11 @@ def codec_for(family: str) -> BoxCodec:
     if family not in CODECS:
         raise ValueError(f"no box codec for family {family!r}; known: {sorted(CODECS)}")
     return CODECS[family]
+
+
+def square_frame_codec(family: str, side: int, factor: int = 28) -> BoxCodec:
+    """The family's codec for photos resized to side x side before the processor (training's
+    static shapes): Qwen2.5-VL's pixel budget is pinned to that square."""
+    if family == "qwen2_5_vl":
+        return Qwen25VLBoxes(factor=factor, min_pixels=side * side, max_pixels=side * side)
+    return codec_for(family)

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 from rmpl_jax import tasks
-from rmpl_jax.boxes import BoxCodec, codec_for
+from rmpl_jax.boxes import BoxCodec, codec_for, square_frame_codec
 from rmpl_jax.constrained import END_OF_TURN, example_constraint, task_grammar, value_shape, vocab_for
 from rmpl_jax.decode import DEFAULT_BUCKETS, Decoder, Prompt, pick_bucket
 from rmpl_jax.featurize import Featurizer
@@ -353,8 +353,7 @@ def run(config, workdir: str) -> dict:
     processor = QwenProcessor.from_dir(config.model.hf_dir)
     side = config.image_side or None
     if side:
-        from rmpl_jax.train import box_codec
-        codec = box_codec(processor.model_type, side)
+        codec = square_frame_codec(processor.model_type, side, processor.patch_size * processor.merge_size)
     else:
         codec = codec_for(processor.model_type)
     predictions, stats = predict_records(

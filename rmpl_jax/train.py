@@ -19,7 +19,7 @@ from tqdm import tqdm
 from rmpl_jax import checkpoint, distributed, pipeline
 from rmpl_jax import sharding as shd
 from rmpl_jax import train_step as ts
-from rmpl_jax.boxes import Qwen2VLBoxes, Qwen25VLBoxes
+from rmpl_jax.boxes import square_frame_codec
 from rmpl_jax.curriculum import Sources, real_sources, stage_tasks, synthetic_sources
 from rmpl_jax.demo_model import write_demo_model_dir
 from rmpl_jax.featurize import Featurizer
@@ -42,13 +42,6 @@ class Run:
     codec: object
     sources: Sources
     mesh: object
-
-
-def box_codec(model_type: str, side: int):
-    """The family's box codec for images resized to side x side."""
-    if model_type == "qwen2_5_vl":
-        return Qwen25VLBoxes(factor=28, min_pixels=side * side, max_pixels=side * side)
-    return Qwen2VLBoxes()
 
 
 def demo_model_dir(config, workdir: str, sources: Sources) -> str:
@@ -208,7 +201,8 @@ def run(config, workdir: str) -> dict:
     mesh = shd.make_mesh(tuple(config.mesh_shape))
     print(distributed.describe(mesh))
     run_ = Run(config, workdir, hf_dir, from_scratch, processor,
-               box_codec(processor.model_type, data.image_side), sources, mesh)
+               square_frame_codec(processor.model_type, data.image_side,
+                                  processor.patch_size * processor.merge_size), sources, mesh)
 
     init_from = config.init_from or None
     model = None

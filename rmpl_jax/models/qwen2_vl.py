@@ -145,9 +145,11 @@ class Qwen2VL(nnx.Module):
         if cfg.with_vision:
             if cfg.vision_config is None:
                 raise ValueError("with_vision=True but the config has no vision_config")
-            from rmpl_jax.models.qwen2_vl_vision import VisionTower  # A2's module
+            from rmpl_jax.models.qwen2_vl_vision import VisionTower
+
+            # The tower uses the LM's attention backend too (cuDNN on GPU when asked).
             tower = VisionTower(cfg.vision_config, model_type=cfg.model_type, dtype=cfg.compute_dtype,
-                                param_dtype=cfg.weight_dtype, rngs=rngs)
+                                param_dtype=cfg.weight_dtype, implementation=cfg.attention_impl, rngs=rngs)
             setattr(self, VISION_ATTR, tower)
         else:
             setattr(self, VISION_ATTR, None)
@@ -338,7 +340,7 @@ def name_rules(cfg: Qwen2VLConfig) -> list[NameRule]:
     """Full table: language model plus the vision tower's rules (prefixed with 'visual')."""
     rules = lm_name_rules(cfg)
     if cfg.with_vision:
-        from rmpl_jax.models.qwen2_vl_vision import VisionConfig, vision_name_rules  # A2's module
+        from rmpl_jax.models.qwen2_vl_vision import VisionConfig, vision_name_rules
 
         vc = VisionConfig.from_hf(cfg.vision_config, cfg.model_type)
         # The conv kernel is stored flattened; export needs its 5-D HF shape back.

@@ -43,7 +43,7 @@ class Qwen2VLConfig:
     remat_policy: None (keep activations), 'full' (recompute each layer), or 'dots'
         (save matmul outputs without batch dims) — applied to the scanned decoder layer.
     attention_impl: passed to jax.nn.dot_product_attention (None = XLA; 'cudnn' on GPU, bf16).
-    with_vision: build the vision tower (A2's `VisionTower`); False gives a text-only model that
+    with_vision: build the vision tower (`VisionTower`); False gives a text-only model that
         still takes precomputed `image_features`.
     """
 

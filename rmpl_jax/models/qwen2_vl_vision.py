@@ -12,10 +12,15 @@ runs one attention call per `cu_seqlens` segment. We either gather the segments 
 padded batch (`attention='packed'`, default: memory per segment, not per call) or run one
 call over all patches with a segment mask (`attention='mask'`). Every index (rotary
 positions, window permutation, segments, packing) is computed in numpy from the static
-`grid_thw`, so under `jit` the tower sees fixed shapes and no data-dependent ops.
-Blocks are stacked on a leading 'layers' axis and run with `jax.lax.scan`; the per-layer
-choice between full and window attention is a scanned boolean (`lax.cond` between the two
-packed layouts, or a select between the two segment-id vectors for the mask).
+`grid_thw` (`qwen2_vl_vision_index`), so under `jit` the tower sees fixed shapes and no
+data-dependent ops. Blocks are one module stacked on a leading 'layers' axis
+(`common.Linear(stack=depth)`) and run with `jax.lax.scan`; the per-layer choice between
+full and window attention is a scanned boolean (`lax.cond` between the two packed layouts,
+or a select between the two segment-id vectors for the mask).
+
+Projections are `common.Linear`, so LoRA can target the tower by regex over projection
+paths, e.g. `apply_lora(model, r, alpha, r"^visual/blocks/attn/(qkv|proj)$")`; the fused
+Qwen2.5-VL gate/up offers `visual/blocks/mlp/gate_proj` and `.../up_proj` separately.
 """
 
 from __future__ import annotations
@@ -30,7 +35,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from rmpl_jax.models.common import Linear, RMSNorm, make_param
 from rmpl_jax.models.hf_names import NameRule
+from rmpl_jax.models.qwen2_vl_vision_index import Packing, VisionPlan, rotary_cos_sin, vision_plan
 
 VARIANTS = ("qwen2_vl", "qwen2_5_vl")
 
@@ -219,222 +226,33 @@ def _variant_of(d: Mapping[str, Any], model_type: str | None) -> str:
     )
 
 
-# ------------------------------------------------------------ static index computations
-
-
-def check_grid_thw(grid_thw: Any, spatial_merge_size: int) -> np.ndarray:
-    """Validate a static grid and return it as int64 [n_images, 3] (t, h, w in patches)."""
-    try:
-        grid = np.asarray(grid_thw)
-    except Exception as e:  # a tracer: the grid decides shapes, so it must stay static
-        raise TypeError("grid_thw must be static (numpy array or tuple of tuples), not a traced value; "
-                        "pass it as a static jit argument") from e
-    if grid.ndim != 2 or grid.shape[1] != 3 or grid.shape[0] == 0:
-        raise ValueError(f"grid_thw must have shape [n_images>0, 3], got {grid.shape}")
-    if not np.issubdtype(grid.dtype, np.integer):
-        raise ValueError(f"grid_thw must be integer, got dtype {grid.dtype}")
-    grid = grid.astype(np.int64)
-    if (grid <= 0).any():
-        raise ValueError(f"grid_thw entries must be positive, got {grid.tolist()}")
-    bad = [i for i, (_, h, w) in enumerate(grid) if h % spatial_merge_size or w % spatial_merge_size]
-    if bad:
-        raise ValueError(
-            f"grid_thw rows {bad} ({grid[bad].tolist()}) have h or w not divisible by "
-            f"spatial_merge_size={spatial_merge_size}"
-        )
-    return grid
-
-
-def vision_position_ids(grid_thw: np.ndarray, spatial_merge_size: int) -> np.ndarray:
-    """(row, col) patch coordinates [n_patches, 2] in HF's patch order.
-
-    The image processor emits patches merge-block by merge-block (each block of
-    merge x merge neighbours is contiguous), and frames repeat the same coordinates.
-    """
-    m = spatial_merge_size
-    out = []
-    for t, h, w in grid_thw:
-        rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-        block = (h // m, m, w // m, m)
-        rows = rows.reshape(block).transpose(0, 2, 1, 3).reshape(-1)
-        cols = cols.reshape(block).transpose(0, 2, 1, 3).reshape(-1)
-        out.append(np.tile(np.stack([rows, cols], axis=-1), (t, 1)))
-    return np.concatenate(out, axis=0).astype(np.int64)
-
-
-def frame_cu_seqlens(grid_thw: np.ndarray) -> np.ndarray:
-    """Cumulative patch counts, one segment per frame (HF's `cu_seqlens`)."""
-    lengths = np.repeat(grid_thw[:, 1] * grid_thw[:, 2], grid_thw[:, 0])
-    return np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-
-
-def window_index(
-    grid_thw: np.ndarray, spatial_merge_size: int, window_size: int, patch_size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Qwen2.5-VL window partition, equal to HF's `get_vision_window_index`.
-
-    Returns (index, cu_window_seqlens): `index` [n_merged] lists merged-token ids in
-    window order (windows of `window_size // merge // patch` merged tokens per side,
-    the last row/column of windows cut short by the image border); `cu_window_seqlens`
-    are the window boundaries in patches, with empty windows removed.
-    """
-    side = window_size // spatial_merge_size // patch_size
-    unit = spatial_merge_size**2
-    index_parts, cu, offset = [], [0], 0
-    for t, h, w in grid_thw:
-        gh, gw = h // spatial_merge_size, w // spatial_merge_size
-        # HF pads by a full window even when the size divides evenly; those windows are
-        # empty and drop out of the index and of the unique boundaries alike.
-        pad_h, pad_w = side - gh % side, side - gw % side
-        nh, nw = (gh + pad_h) // side, (gw + pad_w) // side
-        padded = np.full((t, gh + pad_h, gw + pad_w), -1, np.int64)
-        padded[:, :gh, :gw] = np.arange(t * gh * gw).reshape(t, gh, gw)
-        windows = padded.reshape(t, nh, side, nw, side).transpose(0, 1, 3, 2, 4).reshape(t, nh * nw, side * side)
-        seqlens = (windows >= 0).sum(-1).reshape(-1)
-        flat = windows.reshape(-1)
-        index_parts.append(flat[flat >= 0] + offset)
-        cu.extend((np.cumsum(seqlens) * unit + cu[-1]).tolist())
-        offset += t * gh * gw
-    cu_arr = np.asarray(cu, np.int64)
-    keep = np.concatenate([[True], cu_arr[1:] != cu_arr[:-1]])
-    return np.concatenate(index_parts), cu_arr[keep]
-
-
-def segment_ids(cu_seqlens: np.ndarray, n: int) -> np.ndarray:
-    """Segment id of each of `n` positions given cumulative boundaries."""
-    if cu_seqlens[0] != 0 or cu_seqlens[-1] != n:
-        raise ValueError(f"cu_seqlens must span [0, {n}], got {cu_seqlens[0]}..{cu_seqlens[-1]}")
-    return (np.searchsorted(cu_seqlens, np.arange(n), side="right") - 1).astype(np.int32)
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class Packing:
-    """Contiguous segments laid out as a padded batch [n_segments, max_len].
-
-    gather [S, L]: sequence position held by each slot (padding slots repeat the segment's
-    first position); valid [S, L]: real slots; scatter [N]: flat slot of each position.
-    """
-
-    gather: np.ndarray
-    valid: np.ndarray
-    scatter: np.ndarray
-
-
-def packing(cu_seqlens: np.ndarray) -> Packing:
-    """Padded-batch layout of the segments given by cumulative boundaries."""
-    starts, lengths = cu_seqlens[:-1], np.diff(cu_seqlens)
-    if (lengths <= 0).any():
-        raise ValueError(f"empty segment in cu_seqlens {cu_seqlens.tolist()}")
-    width = int(lengths.max())
-    offsets = np.arange(width)[None, :]
-    valid = offsets < lengths[:, None]
-    gather = np.where(valid, starts[:, None] + offsets, starts[:, None])
-    seg = segment_ids(cu_seqlens, int(cu_seqlens[-1]))
-    scatter = seg * width + (np.arange(int(cu_seqlens[-1])) - starts[seg])
-    return Packing(gather.astype(np.int32), valid, scatter.astype(np.int32))
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class VisionPlan:
-    """Everything the tower needs from grid_thw, as numpy arrays.
-
-    token_order: patch permutation applied after the patch embedding (identity when the
-        variant has no windows); positions: (row, col) per patch in that order;
-    full_segments / window_segments: segment id per (permuted) patch for full and window
-        attention, and full_packing / window_packing the same segments as padded batches
-        (window ones None without windows); merged_restore: permutation that puts merged
-        tokens back in image order (None for identity).
-    """
-
-    n_patches: int
-    n_merged: int
-    token_order: np.ndarray | None
-    positions: np.ndarray
-    full_segments: np.ndarray
-    window_segments: np.ndarray | None
-    full_packing: Packing
-    window_packing: Packing | None
-    merged_restore: np.ndarray | None
-
-
-def vision_plan(config: VisionConfig, grid_thw: Any) -> VisionPlan:
-    """Static indices for one call of the tower."""
-    grid = check_grid_thw(grid_thw, config.spatial_merge_size)
-    n = int((grid[:, 0] * grid[:, 1] * grid[:, 2]).sum())
-    positions = vision_position_ids(grid, config.spatial_merge_size)
-    cu_full = frame_cu_seqlens(grid)
-    full = segment_ids(cu_full, n)
-    if not config.uses_windows:
-        return VisionPlan(n, n // config.merge_unit, None, positions, full, None, packing(cu_full), None, None)
-    win_index, cu_win = window_index(grid, config.spatial_merge_size, config.window_size, config.patch_size)
-    unit = config.merge_unit
-    order = (win_index[:, None] * unit + np.arange(unit)[None, :]).reshape(-1)
-    return VisionPlan(
-        n_patches=n,
-        n_merged=n // unit,
-        token_order=order,
-        positions=positions[order],
-        full_segments=full,  # frames stay contiguous under the window permutation
-        window_segments=segment_ids(cu_win, n),
-        full_packing=packing(cu_full),
-        window_packing=packing(cu_win),
-        merged_restore=np.argsort(win_index, kind="stable"),
-    )
-
-
-def rotary_cos_sin(positions: np.ndarray, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
-    """2-D rotary tables [n, head_dim] (float32): the first quarter of frequencies rotate
-    by row, the second by column, and the half is repeated as in HF's rotate_half layout."""
-    half = head_dim // 2
-    inv_freq = 1.0 / (theta ** (jnp.arange(0, half, 2, dtype=jnp.float32) / half))
-    pos = jnp.asarray(positions, jnp.float32)
-    freqs = jnp.concatenate([pos[:, :1] * inv_freq, pos[:, 1:2] * inv_freq], axis=-1)
-    freqs = jnp.concatenate([freqs, freqs], axis=-1)
-    return jnp.cos(freqs), jnp.sin(freqs)
-
-
 # ------------------------------------------------------------------------------ layers
 
 
-def _param(value: jax.Array, axes: tuple[str | None, ...]) -> nnx.Param:
-    # No eager sharding: construction must work without a mesh; shardings come later.
-    return nnx.Param(value, out_sharding=axes, eager_sharding=False)
+class LayerNorm(nnx.Module):
+    """HF LayerNorm with weight and bias: statistics in float32, result in the input's dtype.
+    `stack=L` gives both parameters a leading 'layers' axis (as `common.RMSNorm`)."""
 
+    def __init__(self, dim: int, *, eps: float, stack: int | None = None, param_dtype=jnp.float32):
+        shape, names = ((dim,), ("norm",)) if stack is None else ((stack, dim), ("layers", "norm"))
+        self.scale = make_param(jnp.ones(shape, param_dtype), names)
+        self.bias = make_param(jnp.zeros(shape, param_dtype), names)
+        self.eps = eps
 
-class _Dense(nnx.Module):
-    """y = x @ kernel + bias, kernel stored (in, out)."""
-
-    def __init__(self, d_in, d_out, axes, *, use_bias=True, dtype, param_dtype, rngs: nnx.Rngs):
-        init = nnx.initializers.normal(0.02)
-        self.kernel = _param(init(rngs.params(), (d_in, d_out), param_dtype), axes)
-        self.bias = _param(jnp.zeros((d_out,), param_dtype), (axes[1],)) if use_bias else None
-        self.dtype = dtype
-
-    def __call__(self, x):
-        y = jnp.dot(x.astype(self.dtype), self.kernel[...].astype(self.dtype))
-        if self.bias is not None:
-            y = y + self.bias[...].astype(self.dtype)
-        return y
-
-
-class _Norm(nnx.Module):
-    """LayerNorm (with bias) or RMSNorm, statistics in float32 like HF."""
-
-    def __init__(self, dim, kind, eps, *, param_dtype):
-        self.kind, self.eps = kind, eps
-        self.scale = _param(jnp.ones((dim,), param_dtype), ("norm",))
-        self.bias = _param(jnp.zeros((dim,), param_dtype), ("norm",)) if kind == "layer" else None
-
-    def __call__(self, x):
+    def __call__(self, x: jax.Array) -> jax.Array:
         xf = x.astype(jnp.float32)
-        if self.kind == "layer":
-            mean = xf.mean(-1, keepdims=True)
-            var = jnp.square(xf - mean).mean(-1, keepdims=True)
-            y = (xf - mean) * jax.lax.rsqrt(var + self.eps)
-            y = y * self.scale[...].astype(jnp.float32) + self.bias[...].astype(jnp.float32)
-            return y.astype(x.dtype)
-        y = xf * jax.lax.rsqrt(jnp.square(xf).mean(-1, keepdims=True) + self.eps)
-        return y.astype(x.dtype) * self.scale[...].astype(x.dtype)
+        mean = xf.mean(-1, keepdims=True)
+        var = jnp.square(xf - mean).mean(-1, keepdims=True)
+        y = (xf - mean) * jax.lax.rsqrt(var + self.eps)
+        y = y * self.scale[...].astype(jnp.float32) + self.bias[...].astype(jnp.float32)
+        return y.astype(x.dtype)
+
+
+def _norm(config: VisionConfig, *, stack: int | None, dtype, param_dtype) -> nnx.Module:
+    """The variant's norm: LayerNorm (Qwen2-VL) or RMSNorm (Qwen2.5-VL)."""
+    if config.norm_kind == "layer":
+        return LayerNorm(config.width, eps=config.norm_eps, stack=stack, param_dtype=param_dtype)
+    return RMSNorm(config.width, eps=config.norm_eps, stack=stack, param_dtype=param_dtype, dtype=dtype)
 
 
 def _rotate_half(x):
@@ -469,12 +287,14 @@ def _apply_rotary(x, cos, sin):
 
 
 class _Attention(nnx.Module):
-    def __init__(self, config: VisionConfig, *, dtype, param_dtype, rngs):
+    def __init__(self, config: VisionConfig, *, stack: int | None, dtype, param_dtype, rngs):
         w = config.width
+        kw = dict(use_bias=True, stack=stack, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.num_heads, self.head_dim = config.num_heads, config.head_dim
-        # Fused q|k|v as in the checkpoint; 'vision_heads' names the heads*head_dim axis.
-        self.qkv = _Dense(w, 3 * w, ("vision_embed", "vision_heads"), dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        self.proj = _Dense(w, w, ("vision_heads", "vision_embed"), dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        # Fused q|k|v as in the checkpoint (one HF tensor, so one LoRA segment);
+        # 'vision_heads' names the heads*head_dim axis.
+        self.qkv = Linear(w, 3 * w, axes=("vision_embed", "vision_heads"), **kw)
+        self.proj = Linear(w, w, axes=("vision_heads", "vision_embed"), **kw)
 
     def __call__(self, x, cos, sin, attend):
         """attend(q, k, v) -> out, all [n, heads, head_dim]: the segment structure."""
@@ -489,17 +309,19 @@ class _Attention(nnx.Module):
 class _Mlp(nnx.Module):
     """QuickGELU-style fc1/fc2 MLP (Qwen2-VL) or SwiGLU gate_up/down MLP (Qwen2.5-VL)."""
 
-    def __init__(self, config: VisionConfig, *, dtype, param_dtype, rngs):
+    def __init__(self, config: VisionConfig, *, stack: int | None, dtype, param_dtype, rngs):
         w, f = config.width, config.mlp_dim
-        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        kw = dict(use_bias=True, stack=stack, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.act = _ACTIVATIONS[config.hidden_act]
         self.gated = config.variant == "qwen2_5_vl"
         if self.gated:
-            self.gate_up = _Dense(w, 2 * f, ("vision_embed", "vision_mlp"), **kw)
-            self.down = _Dense(f, w, ("vision_mlp", "vision_embed"), **kw)
+            # HF's gate_proj and up_proj fused; segments keep their LoRA adapters separate.
+            self.gate_up = Linear(w, 2 * f, axes=("vision_embed", "vision_mlp"),
+                                  segments=(("gate_proj", f), ("up_proj", f)), **kw)
+            self.down = Linear(f, w, axes=("vision_mlp", "vision_embed"), **kw)
         else:
-            self.fc1 = _Dense(w, f, ("vision_embed", "vision_mlp"), **kw)
-            self.fc2 = _Dense(f, w, ("vision_mlp", "vision_embed"), **kw)
+            self.fc1 = Linear(w, f, axes=("vision_embed", "vision_mlp"), **kw)
+            self.fc2 = Linear(f, w, axes=("vision_mlp", "vision_embed"), **kw)
 
     def __call__(self, x):
         if self.gated:
@@ -509,12 +331,15 @@ class _Mlp(nnx.Module):
 
 
 class _Block(nnx.Module):
-    def __init__(self, config: VisionConfig, *, dtype, param_dtype, rngs):
-        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        self.norm1 = _Norm(config.width, config.norm_kind, config.norm_eps, param_dtype=param_dtype)
-        self.attn = _Attention(config, **kw)
-        self.norm2 = _Norm(config.width, config.norm_kind, config.norm_eps, param_dtype=param_dtype)
-        self.mlp = _Mlp(config, **kw)
+    """Pre-norm block; built with `stack=depth`, every parameter has a leading 'layers' axis
+    and the tower scans over it."""
+
+    def __init__(self, config: VisionConfig, *, stack: int | None, dtype, param_dtype, rngs):
+        kw = dict(stack=stack, dtype=dtype, param_dtype=param_dtype)
+        self.norm1 = _norm(config, **kw)
+        self.attn = _Attention(config, rngs=rngs, **kw)
+        self.norm2 = _norm(config, **kw)
+        self.mlp = _Mlp(config, rngs=rngs, **kw)
 
     def __call__(self, x, cos, sin, attend):
         x = x + self.attn(self.norm1(x), cos, sin, attend)
@@ -525,12 +350,12 @@ class _Merger(nnx.Module):
     """Norm, then concatenate each merge x merge block of patches and apply a 2-layer GELU MLP."""
 
     def __init__(self, config: VisionConfig, *, dtype, param_dtype, rngs):
-        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        kw = dict(use_bias=True, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         d = config.width * config.merge_unit
         self.d = d
-        self.norm = _Norm(config.width, config.norm_kind, config.norm_eps, param_dtype=param_dtype)
-        self.fc1 = _Dense(d, d, (None, "vision_mlp"), **kw)
-        self.fc2 = _Dense(d, config.out_dim, ("vision_mlp", "embed"), **kw)
+        self.norm = _norm(config, stack=None, dtype=dtype, param_dtype=param_dtype)
+        self.fc1 = Linear(d, d, axes=(None, "vision_mlp"), **kw)
+        self.fc2 = Linear(d, config.out_dim, axes=("vision_mlp", "embed"), **kw)
 
     def __call__(self, x):
         x = self.norm(x).reshape(-1, self.d)
@@ -563,17 +388,10 @@ class VisionTower(nnx.Module):
         self.dtype = dtype
         self.attention = attention
         self.implementation = implementation
-        self.patch_embed = _Dense(
-            config.patch_dim, config.width, ("patch", "vision_embed"), use_bias=False,
-            dtype=dtype, param_dtype=param_dtype, rngs=rngs,
-        )
-
-        @nnx.split_rngs(splits=config.depth)
-        @nnx.vmap(in_axes=(0,), out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers"})
-        def make_blocks(r):
-            return _Block(config, dtype=dtype, param_dtype=param_dtype, rngs=r)
-
-        self.blocks = make_blocks(rngs)
+        self.patch_embed = Linear(config.patch_dim, config.width, axes=("patch", "vision_embed"),
+                                  dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        # One module whose parameters carry a leading 'layers' axis (scanned in __call__).
+        self.blocks = _Block(config, stack=config.depth, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.merger = _Merger(config, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
 
     def __call__(self, pixel_values: jax.Array, grid_thw: np.ndarray) -> jax.Array:

@@ -20,6 +20,7 @@ from transformers import vision_utils as hf_vision_utils  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from rmpl_jax.models import qwen2_vl_vision as vv  # noqa: E402
+from rmpl_jax.models import qwen2_vl_vision_index as vi  # noqa: E402
 
 # Tiny towers. Qwen2.5-VL: window 56 px = 2 merged tokens per side so windows really
 # split; depth 4 with blocks 1 and 3 full, 0 and 2 windowed.
@@ -85,7 +86,7 @@ def test_tower_matches_hf(variant_setup, grid, attention):
 
 
 def test_packing_layout():
-    pack = vv.packing(np.asarray([0, 3, 4, 9]))
+    pack = vi.packing(np.asarray([0, 3, 4, 9]))
     assert pack.gather.shape == (3, 5)
     assert pack.valid.sum(1).tolist() == [3, 1, 5]
     flat = pack.gather.reshape(-1)
@@ -141,17 +142,17 @@ INDEX_GRIDS = [[[1, 6, 10]], [[1, 10, 4], [1, 8, 8]], [[2, 4, 6], [1, 14, 2]], [
 def test_position_ids_equal_hf(grid):
     grid_t = torch.tensor(grid)
     ref = hf_vision_utils.get_vision_position_ids(grid_t, 2).numpy()
-    ours = vv.vision_position_ids(np.asarray(grid), 2)
+    ours = vi.vision_position_ids(np.asarray(grid), 2)
     np.testing.assert_array_equal(ours, ref)
 
 
 @pytest.mark.parametrize("grid", INDEX_GRIDS)
 def test_rotary_tables_equal_hf(grid):
     vision_config, module = _hf_tower("qwen2_5_vl")
-    positions = vv.vision_position_ids(np.asarray(grid), 2)
+    positions = vi.vision_position_ids(np.asarray(grid), 2)
     with torch.no_grad():
         cos_ref, sin_ref = module.rotary_pos_emb(torch.zeros(1), torch.from_numpy(positions))
-    cos, sin = vv.rotary_cos_sin(positions, 16, 10000.0)
+    cos, sin = vi.rotary_cos_sin(positions, 16, 10000.0)
     np.testing.assert_allclose(np.asarray(cos), cos_ref.numpy(), atol=1e-6)
     np.testing.assert_allclose(np.asarray(sin), sin_ref.numpy(), atol=1e-6)
 
@@ -162,14 +163,14 @@ def test_window_index_equal_hf(grid, window_size):
     ref_index, ref_cu = hf_vision_utils.get_vision_window_index(
         torch.tensor(grid), spatial_merge_size=2, window_size=window_size, patch_size=14
     )
-    index, cu = vv.window_index(np.asarray(grid), 2, window_size, 14)
+    index, cu = vi.window_index(np.asarray(grid), 2, window_size, 14)
     np.testing.assert_array_equal(index, ref_index.numpy())
     np.testing.assert_array_equal(cu, ref_cu.numpy())
 
 
 def test_windows_really_split():
     cfg = vv.VisionConfig.from_hf(VISION_CONFIGS["qwen2_5_vl"], "qwen2_5_vl")
-    plan = vv.vision_plan(cfg, np.asarray(ONE_IMAGE))
+    plan = vi.vision_plan(cfg, np.asarray(ONE_IMAGE))
     # merged grid 3x5 with 2x2 windows -> 2x3 windows of sizes 4,4,2,2,2,1 (x4 patches)
     assert np.bincount(plan.window_segments).tolist() == [16, 16, 8, 8, 8, 4]
     assert plan.window_packing.gather.shape == (6, 16) and plan.full_packing.gather.shape == (1, 60)

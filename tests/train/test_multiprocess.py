@@ -1,7 +1,7 @@
 """Two processes on localhost (4 host CPU devices each, Gloo) form one 8-device job: a few
 train steps on a mesh spanning both, a checkpoint with per-process data states, a restore,
 and the losses/adapters of a single-device run of the same global batches.
-Model: helper A1's tiny Qwen2.5-VL. Tolerances as in test_sharded_step (loss rel 1e-5,
+Model: the tiny Qwen2.5-VL of tests/models/hf_tiny.py. Tolerances as in test_sharded_step (loss rel 1e-5,
 adapters abs 5e-5)."""
 
 from __future__ import annotations

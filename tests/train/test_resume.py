@@ -1,6 +1,6 @@
 """Checkpoint/resume: stopping after k steps and resuming gives exactly the uninterrupted
 run's later losses and adapters (CPU, bitwise); keep-N; data-iterator state round trip;
-stage-2 `init_from` a stage-1 checkpoint. Model: helper A1's tiny Qwen2.5-VL (text)."""
+stage-2 `init_from` a stage-1 checkpoint. Model: the tiny Qwen2.5-VL of tests/models/hf_tiny.py (text)."""
 
 from __future__ import annotations
 

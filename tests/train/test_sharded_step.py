@@ -1,6 +1,6 @@
 """The train step on 8 host CPU devices gives the 1-device loss and adapters.
 
-Model: helper A1's tiny Qwen2.5-VL (text batches, LoRA on every LM projection).
+Model: the tiny Qwen2.5-VL of tests/models/hf_tiny.py (text batches, LoRA on every LM projection).
 Tolerances (f32): loss relative 1e-5, adapters absolute 5e-5 after 3 AdamW steps at lr 1e-2
 (only the reduction order differs; Adam's normalisation magnifies differences in tiny
 gradients). bf16 model: loss relative 2e-3.

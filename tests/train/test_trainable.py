@@ -1,6 +1,6 @@
 """Only LoRA adapters and config-marked params (the vision merger here) are trained: they
 alone get optimizer state and change; every frozen param stays bit-identical.
-Model: helper A1's tiny Qwen2.5-VL with vision tower, an image+text batch."""
+Model: the tiny Qwen2.5-VL of tests/models/hf_tiny.py with vision tower, an image+text batch."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The model the training-core tests train: helper A1's tiny Qwen2.5-VL (registry build,
+"""The model the training-core tests train: the tiny Qwen2.5-VL of tests/models/hf_tiny.py (registry build,
 LoRA via `models.lora.apply_lora`), plus batch makers. No weights, no torch."""
 
 from __future__ import annotations
