@@ -64,10 +64,11 @@ def sentence_from_jmee(obj, where: str, report: ReadReport, default_id: str | No
     for i, m in enumerate(obj.get("golden-entity-mentions", [])):
         w = f"{where} golden-entity-mentions[{i}]"
         etype = require(m, "entity-type", str, w)
-        entities.append(EntityMention(etype, _span(m, words, w, report)))
+        entities.append(EntityMention(etype, span_from_json(m, words, w, report)))
     events = []
     for i, e in enumerate(require(obj, "golden-event-mentions", list, where)):
-        event = _event(e, words, f"{where} golden-event-mentions[{i}]", report)
+        event = event_from_json(e, words, f"{where} golden-event-mentions[{i}]", report,
+                                lambda a, w: span_from_json(a, words, w, report))
         if event is not None:
             events.append(event)
     images = obj.get("image", [])
@@ -79,18 +80,22 @@ def sentence_from_jmee(obj, where: str, report: ReadReport, default_id: str | No
                     entities=tuple(entities), doc_id=doc_id_of(sentence_id), images=tuple(images))
 
 
-def _event(e, words, where, report) -> TextEvent | None:
+def event_from_json(e, words, where, report, argument_span) -> TextEvent | None:
+    """One event object -> TextEvent on the M2E2 ontology, or None (counted) for an ACE
+    subtype outside the 8; roles outside the schema are dropped and counted.
+    `argument_span(arg, where)` resolves an argument object to its Span (JMEE: its own
+    offsets; OneIE: its entity mention)."""
     raw_type = require(e, "event_type", str, where)
     try:
         event_type = schema.ace_to_m2e2(raw_type)
     except ValueError as err:
         raise DataError(f"{where}: key 'event_type': {err}") from None
-    trigger = _span(require(e, "trigger", dict, where), words, f"{where} trigger", report)
+    trigger = span_from_json(require(e, "trigger", dict, where), words, f"{where} trigger", report)
     arguments = []
     for j, a in enumerate(require(e, "arguments", list, where)):
         w = f"{where} arguments[{j}]"
         role = require(a, "role", str, w)
-        span = _span(a, words, w, report)  # checked even when dropped: bad offsets are bugs
+        span = argument_span(a, w)  # checked even when dropped: bad offsets are bugs
         if event_type is None:
             continue
         canonical = _ROLE_KEYS[event_type].get(role.lower())
@@ -104,7 +109,8 @@ def _event(e, words, where, report) -> TextEvent | None:
     return TextEvent(event_type, trigger, tuple(arguments))
 
 
-def _span(obj, words, where, report) -> Span:
+def span_from_json(obj, words, where, report) -> Span:
+    """`{start, end[, text]}` -> Span; a `text` that disagrees with the tokens is counted."""
     start, end = require_span(obj, len(words), where)
     text = " ".join(words[start:end])
     given = obj.get("text")

@@ -15,11 +15,10 @@ from __future__ import annotations
 import json
 import os
 
-from rmpl_jax import schema
-from rmpl_jax.data.read_report import DataError, ReadReport, require, require_span, require_words
-from rmpl_jax.records import EntityMention, Sentence, Span, TextArgument, TextEvent
+from rmpl_jax.data.jmee import event_from_json, span_from_json
+from rmpl_jax.data.read_report import DataError, ReadReport, require, require_words
+from rmpl_jax.records import EntityMention, Sentence, Span
 
-_ROLE_KEYS = {t: {r.lower(): r for r in roles} for t, roles in schema.TEXT_ROLES.items()}
 
 
 def read_oneie(path: str | os.PathLike, *, lenient: bool = False) -> tuple[list[Sentence], ReadReport]:
@@ -57,14 +56,15 @@ def _sentence(obj, where, report) -> Sentence:
     for i, m in enumerate(require(obj, "entity_mentions", list, where)):
         w = f"{where} entity_mentions[{i}]"
         mention_id = require(m, "id", str, w)
-        span = _span(m, words, w, report)
+        span = span_from_json(m, words, w, report)
         if mention_id in by_id:
             raise DataError(f"{w}: duplicate entity id {mention_id!r}")
         by_id[mention_id] = span
         entities.append(EntityMention(require(m, "entity_type", str, w), span))
     events = []
     for i, e in enumerate(require(obj, "event_mentions", list, where)):
-        event = _event(e, words, by_id, f"{where} event_mentions[{i}]", report)
+        event = event_from_json(e, words, f"{where} event_mentions[{i}]", report,
+                                lambda a, w: _entity_span(a, by_id, w))
         if event is not None:
             events.append(event)
     report.counts["events"] += len(events)
@@ -73,36 +73,9 @@ def _sentence(obj, where, report) -> Sentence:
                     entities=tuple(entities), doc_id=doc_id)
 
 
-def _event(e, words, by_id, where, report) -> TextEvent | None:
-    raw_type = require(e, "event_type", str, where)
-    try:
-        event_type = schema.ace_to_m2e2(raw_type)
-    except ValueError as err:
-        raise DataError(f"{where}: key 'event_type': {err}") from None
-    trigger = _span(require(e, "trigger", dict, where), words, f"{where} trigger", report)
-    arguments = []
-    for j, a in enumerate(require(e, "arguments", list, where)):
-        w = f"{where} arguments[{j}]"
-        role = require(a, "role", str, w)
-        entity_id = require(a, "entity_id", str, w)
-        if entity_id not in by_id:
-            raise DataError(f"{w}: key 'entity_id' {entity_id!r} names no entity mention")
-        if event_type is None:
-            continue
-        canonical = _ROLE_KEYS[event_type].get(role.lower())
-        if canonical is None:
-            report.counts["arguments_outside_schema"] += 1
-            continue
-        arguments.append(TextArgument(canonical, by_id[entity_id]))
-    if event_type is None:
-        report.counts["events_other_type"] += 1
-        return None
-    return TextEvent(event_type, trigger, tuple(arguments))
-
-
-def _span(obj, words, where, report) -> Span:
-    start, end = require_span(obj, len(words), where)
-    given = obj.get("text")
-    if isinstance(given, str) and "".join(given.split()) != "".join(words[start:end]):
-        report.counts["text_mismatch"] += 1
-    return Span(start, end, " ".join(words[start:end]))
+def _entity_span(argument, by_id, where) -> Span:
+    """OneIE arguments name an entity mention instead of carrying offsets."""
+    entity_id = require(argument, "entity_id", str, where)
+    if entity_id not in by_id:
+        raise DataError(f"{where}: key 'entity_id' {entity_id!r} names no entity mention")
+    return by_id[entity_id]
