@@ -19,6 +19,7 @@ from typing import Any, Iterable
 
 from rmpl_jax.records import (Box, BoxArgument, CorefPair, ImageEvent, Span, TextArgument,
                               TextEvent)
+from rmpl_jax.textfiles import numbered_lines
 
 
 class PredictionError(ValueError):
@@ -115,22 +116,19 @@ def parse_prediction_line(obj: Any, what: str) -> TextPrediction | ImagePredicti
 def read_predictions(path: str) -> PredictionSet:
     """Reads a predictions JSONL file; blank lines are allowed."""
     predictions = PredictionSet()
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            what = f"{path}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise PredictionError(f"{what}: invalid JSON: {e.msg}") from None
-            record = parse_prediction_line(obj, what)
-            if isinstance(record, TextPrediction):
-                predictions.text.append(record)
-            elif isinstance(record, ImagePrediction):
-                predictions.images.append(record)
-            else:
-                predictions.coref.append(record)
+    for lineno, line in numbered_lines(path):
+        what = f"{path}:{lineno}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise PredictionError(f"{what}: invalid JSON: {e.msg}") from None
+        record = parse_prediction_line(obj, what)
+        if isinstance(record, TextPrediction):
+            predictions.text.append(record)
+        elif isinstance(record, ImagePrediction):
+            predictions.images.append(record)
+        else:
+            predictions.coref.append(record)
     return predictions
 
 

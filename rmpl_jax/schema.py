@@ -13,6 +13,8 @@ import dataclasses
 import os
 import re
 
+from rmpl_jax.textfiles import numbered_lines
+
 EVENT_TYPES: tuple[str, ...] = (
     "Conflict:Attack",
     "Conflict:Demonstrate",
@@ -116,23 +118,20 @@ def load_imsitu_mapping(path: str | os.PathLike) -> ImsituMapping:
     """
     roles: dict[tuple[str, str], tuple[str, str]] = {}
     verb_types: dict[str, str] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            fields = line.rstrip("\n").split("\t")
-            where = f"{path}:{lineno}"
-            if len(fields) != 4 or not all(x.strip() for x in fields):
-                raise ValueError(f"{where}: expected 4 tab-separated fields, got {line.rstrip()!r}")
-            verb, role, ace_type, ace_role = (x.strip() for x in fields)
-            try:
-                event_type = ace_to_m2e2(ace_type)
-            except ValueError as e:
-                raise ValueError(f"{where}: {e}") from None
-            if event_type is None:
-                raise ValueError(f"{where}: {ace_type!r} is not one of the 8 M2E2 types")
-            if verb_types.setdefault(verb, event_type) != event_type:
-                raise ValueError(f"{where}: verb {verb!r} mapped to both "
-                                 f"{verb_types[verb]} and {event_type}")
-            roles[(verb, role)] = (event_type, ace_role)
+    for lineno, line in numbered_lines(path):
+        fields = line.split("\t")
+        where = f"{path}:{lineno}"
+        if len(fields) != 4 or not all(x.strip() for x in fields):
+            raise ValueError(f"{where}: expected 4 tab-separated fields, got {line.rstrip()!r}")
+        verb, role, ace_type, ace_role = (x.strip() for x in fields)
+        try:
+            event_type = ace_to_m2e2(ace_type)
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
+        if event_type is None:
+            raise ValueError(f"{where}: {ace_type!r} is not one of the 8 M2E2 types")
+        if verb_types.setdefault(verb, event_type) != event_type:
+            raise ValueError(f"{where}: verb {verb!r} mapped to both "
+                             f"{verb_types[verb]} and {event_type}")
+        roles[(verb, role)] = (event_type, ace_role)
     return ImsituMapping(roles, verb_types)

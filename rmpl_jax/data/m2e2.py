@@ -16,6 +16,7 @@ from rmpl_jax.data.jmee import sentence_from_jmee
 from rmpl_jax.data.read_report import DataError, ReadReport, load_json, require
 from rmpl_jax.records import (Box, BoxArgument, CorefPair, ImageEvent, ImageItem, Sentence,
                               image_id_of)
+from rmpl_jax.textfiles import numbered_lines
 
 TEXT_FILES = ("text_only_event.json", "text_multimedia_event.json")
 IMAGE_FILES = ("image_only_event.json", "image_multimedia_event.json")
@@ -102,15 +103,12 @@ def read_image_events(paths: list[str], report: ReadReport) -> dict[str, ImageEv
 def read_coref(path: str, report: ReadReport) -> tuple[CorefPair, ...]:
     """`sentence_id TAB image_file TAB event_type` per line."""
     pairs = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            fields = line.rstrip("\n").split("\t")
-            if len(fields) != 3 or not all(fields):
-                report.skip(DataError(f"{path}:{lineno}: expected 3 tab-separated fields"))
-                continue
-            pairs.append(CorefPair(fields[0], image_id_of(fields[1]), fields[2]))
+    for lineno, line in numbered_lines(path):
+        fields = line.split("\t")
+        if len(fields) != 3 or not all(fields):
+            report.skip(DataError(f"{path}:{lineno}: expected 3 tab-separated fields"))
+            continue
+        pairs.append(CorefPair(fields[0], image_id_of(fields[1]), fields[2]))
     return tuple(dict.fromkeys(pairs))
 
 

@@ -18,6 +18,7 @@ import os
 
 from rmpl_jax.data.read_report import DataError, ReadReport, require, require_span, require_words
 from rmpl_jax.records import Span
+from rmpl_jax.textfiles import numbered_lines
 
 # The 23 relation labels of MNRE v2, in a fixed order (the task grammar's vocabulary).
 MNRE_RELATIONS: tuple[str, ...] = (
@@ -59,15 +60,12 @@ def read_mnre(path: str | os.PathLike, *, images_dir: str | os.PathLike | None =
     stem = os.path.splitext(os.path.basename(path))[0]
     report = ReadReport(source=path, lenient=lenient)
     records = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                records.append(_record(line, f"{stem}:{lineno}", images_dir, where, report))
-            except DataError as e:
-                report.skip(e)
+    for lineno, line in numbered_lines(path):
+        where = f"{path}:{lineno}"
+        try:
+            records.append(_record(line, f"{stem}:{lineno}", images_dir, where, report))
+        except DataError as e:
+            report.skip(e)
     report.records = len(records)
     return records, report
 

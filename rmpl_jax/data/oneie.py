@@ -18,6 +18,7 @@ import os
 from rmpl_jax.data.jmee import event_from_json, span_from_json
 from rmpl_jax.data.read_report import DataError, ReadReport, require, require_words
 from rmpl_jax.records import EntityMention, Sentence, Span
+from rmpl_jax.textfiles import numbered_lines
 
 
 
@@ -30,19 +31,16 @@ def read_oneie(path: str | os.PathLike, *, lenient: bool = False) -> tuple[list[
     path = os.fspath(path)
     report = ReadReport(source=path, lenient=lenient)
     sentences = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
+    for lineno, line in numbered_lines(path):
+        where = f"{path}:{lineno}"
+        try:
             try:
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{where}: not valid JSON ({e})") from None
-                sentences.append(_sentence(obj, where, report))
-            except DataError as e:
-                report.skip(e)
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{where}: not valid JSON ({e})") from None
+            sentences.append(_sentence(obj, where, report))
+        except DataError as e:
+            report.skip(e)
     report.records = len(sentences)
     return sentences, report
 
