@@ -81,10 +81,6 @@ class Skeleton:
         return node
 
 
-def _type_index(event_type: str) -> int:
-    return schema.EVENT_TYPES.index(event_type)
-
-
 def build_skeleton(task: str) -> Skeleton:
     """The skeleton of one task kind (see the module docstring)."""
     if task not in VALUE_TASKS:
