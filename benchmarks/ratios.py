@@ -98,8 +98,9 @@ def _met(ok: bool | None) -> str:
     return "—" if ok is None else ("yes" if ok else "**no**")
 
 
-def build(ours_recs: Sequence[dict], hf_recs: Sequence[dict], probe_recs: Sequence[dict] = ()
-          ) -> tuple[str, dict[str, Any]]:
+def build(
+    ours_recs: Sequence[dict], hf_recs: Sequence[dict], probe_recs: Sequence[dict] = ()
+) -> tuple[str, dict[str, Any]]:
     """(markdown table, summary dict) from the three record lists."""
     ours, hf, probe = ours_figures(ours_recs), hf_figures(hf_recs), probe_figures(probe_recs)
     rows = []
@@ -109,15 +110,31 @@ def build(ours_recs: Sequence[dict], hf_recs: Sequence[dict], probe_recs: Sequen
     tok_h = (hf.get("train") or {}).get("tokens_per_s")
     r = _ratio(tok_o, tok_h)
     summary["train_speed_ratio"] = r
-    rows.append(("train tokens/s", _fmt(tok_o), _fmt(tok_h), _fmt(r, 2),
-                 f">= {GOALS['train_speed_ratio']}x", _met(None if r is None else r >= GOALS["train_speed_ratio"])))
+    rows.append(
+        (
+            "train tokens/s",
+            _fmt(tok_o),
+            _fmt(tok_h),
+            _fmt(r, 2),
+            f">= {GOALS['train_speed_ratio']}x",
+            _met(None if r is None else r >= GOALS["train_speed_ratio"]),
+        )
+    )
 
     mem_o = _value(ours, ("train_peak_memory_gib", None))
     mem_h = (hf.get("train") or {}).get("peak_mem_gib")
     r = _ratio(mem_o, mem_h)
     summary["train_memory_ratio"] = r
-    rows.append(("train peak memory GiB", _fmt(mem_o), _fmt(mem_h), _fmt(r, 2),
-                 f"<= {GOALS['train_memory_ratio']}x", _met(None if r is None else r <= GOALS["train_memory_ratio"])))
+    rows.append(
+        (
+            "train peak memory GiB",
+            _fmt(mem_o),
+            _fmt(mem_h),
+            _fmt(r, 2),
+            f"<= {GOALS['train_memory_ratio']}x",
+            _met(None if r is None else r <= GOALS["train_memory_ratio"]),
+        )
+    )
 
     for b, goal_key in ((1, "decode_b1_tokens_per_s"), (16, "decode_b16_tokens_per_s")):
         d_o = _value(ours, ("decode_tokens_per_s", b))
@@ -125,13 +142,29 @@ def build(ours_recs: Sequence[dict], hf_recs: Sequence[dict], probe_recs: Sequen
         r = _ratio(d_o, d_h)
         summary[f"decode_b{b}_ratio"] = r
         summary[goal_key] = d_o
-        rows.append((f"decode tokens/s, batch {b}", _fmt(d_o), _fmt(d_h), _fmt(r, 2),
-                     f">= {GOALS[goal_key]:,.0f} tok/s", _met(None if d_o is None else d_o >= GOALS[goal_key])))
+        rows.append(
+            (
+                f"decode tokens/s, batch {b}",
+                _fmt(d_o),
+                _fmt(d_h),
+                _fmt(r, 2),
+                f">= {GOALS[goal_key]:,.0f} tok/s",
+                _met(None if d_o is None else d_o >= GOALS[goal_key]),
+            )
+        )
 
     comp = _value(ours, ("train_compile_s", None))
     summary["train_compile_s"] = comp
-    rows.append(("train-step compile s", _fmt(comp), "—", "—", f"<= {GOALS['train_compile_s']:.0f} s",
-                 _met(None if comp is None else comp <= GOALS["train_compile_s"])))
+    rows.append(
+        (
+            "train-step compile s",
+            _fmt(comp),
+            "—",
+            "—",
+            f"<= {GOALS['train_compile_s']:.0f} s",
+            _met(None if comp is None else comp <= GOALS["train_compile_s"]),
+        )
+    )
 
     step_o = _value(ours, ("train_step_s", None))
     step_h = (hf.get("train") or {}).get("step_s_median")
@@ -161,8 +194,7 @@ def build(ours_recs: Sequence[dict], hf_recs: Sequence[dict], probe_recs: Sequen
     p_h = (hf.get("init") or {}).get("params")
     if p_o is not None and p_h is not None and p_o != p_h:
         summary["params_mismatch"] = [p_o, p_h]
-    head = ("| figure | rmpl_jax | HF reference | ours / HF | goal | met |\n"
-            "| --- | --- | --- | --- | --- | --- |\n")
+    head = "| figure | rmpl_jax | HF reference | ours / HF | goal | met |\n| --- | --- | --- | --- | --- | --- |\n"
     table = head + "".join(f"| {' | '.join(r)} |\n" for r in rows)
     if "params_mismatch" in summary:
         table += f"\nWARNING: parameter counts differ (ours {p_o:,}, HF {p_h:,}): not the same model.\n"
@@ -180,8 +212,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for path in (args.ours, args.hf, args.probe):
         if path is not None and not Path(path).is_file():
             p.error(f"{path}: no such file")
-    table, summary = build(read_jsonl(args.ours), read_jsonl(args.hf),
-                           read_jsonl(args.probe) if args.probe else ())
+    table, summary = build(read_jsonl(args.ours), read_jsonl(args.hf), read_jsonl(args.probe) if args.probe else ())
     if args.out:
         Path(args.out).write_text(table)
     if args.summary_out:

@@ -4,13 +4,13 @@
         --config.model.hf_dir=Qwen2.5-VL-7B-Instruct --config.checkpoint=W/stage2/checkpoints \
         --config.m2e2_dir=m2e2 --config.images_dir=m2e2/images --workdir W/predict
 
-Writes W/predictions.jsonl and W/metrics.json. The image side, LoRA settings and dtype must be
-the training run's. A demo run's model is `--config.model.hf_dir=W/demo_model` with its checkpoint.
+Writes W/predictions.jsonl and W/metrics.json. Settings left unset (hf_dir, dtype, LoRA rank,
+alpha and targets, image side) come from the training run's W/config.json, found beside the
+checkpoint or in an export; a demo run needs only `--config.checkpoint=W/stage2/checkpoints`.
 """
 
 import ml_collections
-
-from rmpl_jax.models.lora import DEFAULT_TARGETS
+from ml_collections.config_dict import placeholder
 
 
 def get_config():
@@ -23,15 +23,16 @@ def get_config():
     c.limit = 0  # > 0: only the first N sentences (and their photos), scored on those alone
 
     c.model = ml_collections.ConfigDict()
+    # Unset: the training run's (else the defaults of configs/stage1.py; image side 448).
     c.model.hf_dir = ""  # HF directory (weights + tokenizer), or a demo run's demo_model/
-    c.model.dtype = "float32"  # 'bfloat16' on accelerators
-    c.model.lora_rank = 16  # used when the checkpoint holds LoRA adapters
-    c.model.lora_alpha = 32.0
-    c.model.lora_targets = DEFAULT_TARGETS
+    c.model.dtype = ""  # 'bfloat16' on accelerators
+    c.model.lora_rank = placeholder(int)  # used when the checkpoint holds LoRA adapters
+    c.model.lora_alpha = placeholder(float)
+    c.model.lora_targets = ""
     c.checkpoint = ""  # a training stage's checkpoints/ directory; empty: the HF weights as is
     c.checkpoint_step = -1  # -1: the latest
 
-    c.image_side = 448  # the training square side (a multiple of 28); 0: photos at their own size
+    c.image_side = placeholder(int)  # the training square side (a multiple of 28); 0: photos at their own size
     c.batch_size = 16
     c.max_new_tokens = 128
     c.pipeline = "stage2"  # 'stage2': mentions, then each mention's arguments; 'joint': whole events

@@ -1,6 +1,6 @@
 """Score predictions on M2E2 under the strict protocol.
 
-    python -m rmpl_jax.main --config configs/score_m2e2.py --config.predictions=P.jsonl
+python -m rmpl_jax.main --config configs/score_m2e2.py --config.predictions=P.jsonl
 """
 
 import ml_collections

@@ -33,14 +33,28 @@ def get_config():
     c.model.trainable_regex = ""  # also train these parameters, e.g. r'^visual/merger/'
     c.model.demo = ml_collections.ConfigDict()
     c.model.demo.vocab_size = 1024
-    c.model.demo.text = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                             num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-6,
-                             rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
-                                              "mrope_section": [4, 6, 6]})
-    c.model.demo.vision = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=2,
-                               patch_size=14, temporal_patch_size=2, spatial_merge_size=2,
-                               in_channels=3, window_size=56, fullatt_block_indexes=[1],
-                               hidden_act="silu")
+    c.model.demo.text = dict(
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        rms_norm_eps=1e-6,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 6, 6]},
+    )
+    c.model.demo.vision = dict(
+        depth=2,
+        hidden_size=64,
+        intermediate_size=128,
+        num_heads=2,
+        patch_size=14,
+        temporal_patch_size=2,
+        spatial_merge_size=2,
+        in_channels=3,
+        window_size=56,
+        fullatt_block_indexes=[1],
+        hidden_act="silu",
+    )
 
     c.data = ml_collections.ConfigDict()
     c.data.ace_path = ""  # JMEE JSON or OneIE JSONL (.jsonl)
@@ -63,8 +77,7 @@ def get_config():
     c.stage1.warmup_steps = 20
 
     c.stage2 = ml_collections.ConfigDict()
-    c.stage2.tasks = {"text_mention": 0.3, "text_argument": 0.3, "image_mention": 0.2,
-                      "image_argument": 0.2}
+    c.stage2.tasks = {"text_mention": 0.3, "text_argument": 0.3, "image_mention": 0.2, "image_argument": 0.2}
     c.stage2.steps = 200
     c.stage2.learning_rate = 1e-3
     c.stage2.warmup_steps = 10

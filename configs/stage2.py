@@ -1,6 +1,6 @@
 """Stage 2 alone (event-mention identification + argument roles), from a stage-1 run:
 
-    python -m rmpl_jax.main --config configs/stage2.py --config.init_from=W1/stage1/checkpoints ...
+python -m rmpl_jax.main --config configs/stage2.py --config.init_from=W1/stage1/checkpoints ...
 """
 
 from configs import stage1

@@ -14,9 +14,9 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "ml_collections config
 _WORKDIR = flags.DEFINE_string("workdir", "workdir", "directory for outputs and checkpoints")
 
 MODES = {
-    "score": "rmpl_jax.score_mode",
-    "train": "rmpl_jax.train",
-    "predict": "rmpl_jax.predict",
+    "score": "rmpl_jax.modes.score",
+    "train": "rmpl_jax.modes.train",
+    "predict": "rmpl_jax.modes.predict",
 }
 
 

@@ -9,7 +9,7 @@ import pathlib
 
 import pytest
 
-from rmpl_jax.paths import find_shared_data
+from rmpl_jax.io.shared_data import find_shared_data
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 

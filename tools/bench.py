@@ -55,11 +55,21 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from rmpl_jax import sharding as shd
-from rmpl_jax import train_step as ts
+from rmpl_jax.infer.decode import Decoder, Prompt
+from rmpl_jax.models.family import get_family
 from rmpl_jax.models.lora import apply_lora
-from rmpl_jax.models.presets import preset
-from rmpl_jax.models.registry import get_family
+from rmpl_jax.models.qwen2_vl.presets import preset
+from rmpl_jax.models.qwen2_vl.vision_config import VisionConfig
+from rmpl_jax.train import sharding as shd
+from rmpl_jax.train.optimizer import make_optimizer
+from rmpl_jax.train.state import (
+    TrainState,
+    abstract,
+    create_train_state,
+    split_model,
+    state_shardings,
+)
+from rmpl_jax.train.step import make_train_step
 
 FAMILY = "qwen2_5_vl"
 # --size -> (preset, overrides so the architecture is exactly the reference's SIZES entry)
@@ -92,8 +102,10 @@ class Emitter:
 
 # ------------------------------------------------------------------------------ config & data
 
-def model_config(size: str, *, remat: str | None, attention: str | None, layers: int | None = None,
-                 dtype: str = "bfloat16"):
+
+def model_config(
+    size: str, *, remat: str | None, attention: str | None, layers: int | None = None, dtype: str = "bfloat16"
+):
     """The Qwen2VLConfig of a benchmark size (`dtype` weights and compute)."""
     name, overrides = SIZES[size]
     hf = preset(name)
@@ -103,8 +115,8 @@ def model_config(size: str, *, remat: str | None, attention: str | None, layers:
             raise ValueError(f"--layers must be >= 1, got {layers}")
         hf["num_hidden_layers"] = layers
     return get_family(FAMILY).config_from_hf(
-        hf, source=f"preset {name}", dtype=dtype, param_dtype=dtype,
-        remat_policy=remat, attention_impl=attention)
+        hf, source=f"preset {name}", dtype=dtype, param_dtype=dtype, remat_policy=remat, attention_impl=attention
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,16 +145,27 @@ def make_batch(cfg, batch: int, text_tokens: int, image_size: int, seed: int = 0
     n_img = g * g // (merge * merge)
     text = rng.integers(0, 150000, (batch, text_tokens), dtype=np.int32)
     half = text_tokens // 2
-    col = lambda v: np.full((batch, 1), v, np.int32)
-    ids = np.concatenate([text[:, :half], col(cfg.vision_start_token_id),
-                          np.full((batch, n_img), cfg.image_token_id, np.int32),
-                          col(cfg.vision_end_token_id), text[:, half:]], axis=1)
+
+    def col(v):
+        return np.full((batch, 1), v, np.int32)
+
+    ids = np.concatenate(
+        [
+            text[:, :half],
+            col(cfg.vision_start_token_id),
+            np.full((batch, n_img), cfg.image_token_id, np.int32),
+            col(cfg.vision_end_token_id),
+            text[:, half:],
+        ],
+        axis=1,
+    )
     pixels = rng.standard_normal((batch * g * g, 3 * TEMPORAL * PATCH * PATCH), dtype=np.float32)
     grid = np.array([[1, g, g]] * batch, np.int64)
     return Batch(ids, pixels, grid)
 
 
 # ------------------------------------------------------------------------------ FLOPs
+
 
 def _kernel_sizes(model) -> dict[str, int]:
     """'/'-path -> element count of every matmul weight (kernels; the tied embedding)."""
@@ -161,7 +184,6 @@ def _segments(n: int, size: int) -> list[int]:
 def vision_attention_flops(cfg, grid: np.ndarray) -> float:
     """Forward FLOPs of the vision tower's attention (QK^T and PV, non-causal) for these
     images: windowed blocks attend within merged-patch windows, full blocks within images."""
-    from rmpl_jax.models.qwen2_vl_vision import VisionConfig
 
     vc = VisionConfig.from_hf(cfg.vision_config, cfg.model_type)
     merge = vc.spatial_merge_size
@@ -171,8 +193,14 @@ def vision_attention_flops(cfg, grid: np.ndarray) -> float:
         full_cost = t * 4.0 * (h * w) ** 2 * vc.width
         if vc.variant == "qwen2_5_vl":
             mw = vc.merger_window
-            win = sum(4.0 * (a * b * merge * merge) ** 2 * vc.width
-                      for a in _segments(int(h) // merge, mw) for b in _segments(int(w) // merge, mw)) * t
+            win = (
+                sum(
+                    4.0 * (a * b * merge * merge) ** 2 * vc.width
+                    for a in _segments(int(h) // merge, mw)
+                    for b in _segments(int(w) // merge, mw)
+                )
+                * t
+            )
         else:
             win = full_cost
         total += len(full) * full_cost + (vc.depth - len(full)) * win
@@ -193,8 +221,11 @@ def train_flops(cfg, model, batch: int, seq: int, grid: np.ndarray) -> FlopCount
     """Model FLOPs of one LoRA train step (see the module docstring for the conventions)."""
     sizes = _kernel_sizes(model)
     n_lora = sum(v for k, v in sizes.items() if "lora_" in k)
-    n_vis = sum(v for k, v in sizes.items() if k.startswith("visual/") and not k.startswith("visual/merger/")
-                and "lora_" not in k)
+    n_vis = sum(
+        v
+        for k, v in sizes.items()
+        if k.startswith("visual/") and not k.startswith("visual/merger/") and "lora_" not in k
+    )
     n_merger = sum(v for k, v in sizes.items() if k.startswith("visual/merger/"))
     n_lm = sum(v for k, v in sizes.items() if not k.startswith("visual/") and "lora_" not in k)
     if cfg.tie_word_embeddings:
@@ -212,9 +243,9 @@ def train_flops(cfg, model, batch: int, seq: int, grid: np.ndarray) -> FlopCount
 
 # ------------------------------------------------------------------------------ model & state
 
+
 def count_params(model) -> int:
-    return sum(int(math.prod(v.get_value().shape))
-               for _, v in nnx.to_flat_state(nnx.state(model, nnx.Param)))
+    return sum(int(math.prod(v.get_value().shape)) for _, v in nnx.to_flat_state(nnx.state(model, nnx.Param)))
 
 
 def init_model(cfg, mesh=None, seed: int = 0):
@@ -224,7 +255,7 @@ def init_model(cfg, mesh=None, seed: int = 0):
     (what the decoder's jit reuses without recompiling for a re-sharded KV cache)."""
     family = get_family(FAMILY)
     graphdef, abstract_state = nnx.split(family.abstract_model(cfg))
-    shardings = shd.state_shardings(abstract_state, mesh) if mesh is not None else None
+    shardings = shd.model_shardings(abstract_state, mesh) if mesh is not None else None
 
     def make():
         return nnx.split(family.build(cfg, rngs=nnx.Rngs(seed)))[1]
@@ -244,13 +275,18 @@ def add_adapters(model, rank: int, alpha: float, seed: int) -> list[str]:
     return apply_lora(model, rank, alpha, rngs=nnx.Rngs(seed + 1))
 
 
-def abstract_train_state(layout, trainable, frozen, tx, mesh) -> ts.TrainState:
+def abstract_train_state(layout, trainable, frozen, tx, mesh) -> TrainState:
     """A TrainState of ShapeDtypeStructs with their shardings (for --dry-run)."""
     f32 = {k: jax.ShapeDtypeStruct(v.shape, jnp.float32) for k, v in trainable.items()}
     fr = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in frozen.items()}
-    raw = ts.TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), rng=jax.ShapeDtypeStruct((2,), jnp.uint32),
-                        trainable=f32, frozen=fr, opt_state=jax.eval_shape(tx.init, f32))
-    sh = ts.state_shardings(layout, raw, tx, mesh)
+    raw = TrainState(
+        step=jax.ShapeDtypeStruct((), jnp.int32),
+        rng=jax.ShapeDtypeStruct((2,), jnp.uint32),
+        trainable=f32,
+        frozen=fr,
+        opt_state=jax.eval_shape(tx.init, f32),
+    )
+    sh = state_shardings(layout, raw, tx, mesh)
     return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), raw, sh)
 
 
@@ -274,12 +310,12 @@ def compiled_memory_gib(compiled) -> float | None:
         return None
     if m is None:
         return None
-    total = (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
-             - m.alias_size_in_bytes)
+    total = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes
     return total / 2**30
 
 
 # ------------------------------------------------------------------------------ train
+
 
 def bench_train(args, cfg, mesh, emit: Emitter, model) -> None:
     """AOT-compiles and times the LoRA train step. `model` is concrete, or abstract for
@@ -287,35 +323,46 @@ def bench_train(args, cfg, mesh, emit: Emitter, model) -> None:
     data = make_batch(cfg, args.batch, args.text_tokens, args.image_size)
     adapted = add_adapters(model, args.lora_rank, args.lora_alpha or 2.0 * args.lora_rank, args.seed)
     log(f"LoRA r={args.lora_rank} on {len(adapted)} projections")
-    layout, trainable, frozen = ts.split_model(model)
+    layout, trainable, frozen = split_model(model)
     b, t = data.input_ids.shape
     flops = train_flops(cfg, model, b, t, data.grid)
     # AdamW as the reference uses it (no gradient clipping); f32 adapters, compute in cfg.dtype.
-    tx, _ = ts.make_optimizer(1e-4, grad_clip_norm=None)
+    tx, _ = make_optimizer(1e-4, grad_clip_norm=None)
     if args.dry_run:
         state = abstract_train_state(layout, trainable, frozen, tx, mesh)
     else:
-        state = ts.create_train_state(layout, trainable, frozen, tx, mesh, seed=args.seed)
+        state = create_train_state(layout, trainable, frozen, tx, mesh, seed=args.seed)
         shared = sum(state.frozen[k] is frozen[k] for k in frozen)
         if shared != len(frozen):  # a copy would double the weights' memory
             log(f"warning: {len(frozen) - shared} frozen params were copied when placed")
         del trainable, frozen
-    step = ts.make_train_step(layout, tx, mesh, state, compute_dtype=cfg.dtype,
-                              loss_chunk_size=args.loss_chunk, static_keys=("image_grid_thw",))
-    host = {"input_ids": data.input_ids, "loss_mask": np.ones_like(data.input_ids),
-            "pixel_values": data.pixel_values.astype(cfg.compute_dtype), "image_grid_thw": data.grid}
+    step = make_train_step(
+        layout,
+        tx,
+        mesh,
+        state,
+        compute_dtype=cfg.dtype,
+        loss_chunk_size=args.loss_chunk,
+        static_keys=("image_grid_thw",),
+    )
+    host = {
+        "input_ids": data.input_ids,
+        "loss_mask": np.ones_like(data.input_ids),
+        "pixel_values": data.pixel_values.astype(cfg.compute_dtype),
+        "image_grid_thw": data.grid,
+    }
     sh = step.batch_shardings(host)
     if args.dry_run:
-        batch = {k: (v if k not in sh else jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=sh[k]))
-                 for k, v in host.items()}
+        batch = {
+            k: (v if k not in sh else jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=sh[k])) for k, v in host.items()
+        }
     else:
         batch = {k: (v if k not in sh else jax.device_put(v, sh[k])) for k, v in host.items()}
 
     t0 = time.perf_counter()
-    compiled = step.compile(ts.abstract(state), batch, print_fn=log)  # kept for the calls below
+    compiled = step.compile(abstract(state), batch, print_fn=log)  # kept for the calls below
     compile_s = time.perf_counter() - t0
-    extra = dict(batch=b, seq_len=t, lora_rank=args.lora_rank, remat=args.remat,
-                 attention=cfg.attention_impl or "xla")
+    extra = dict(batch=b, seq_len=t, lora_rank=args.lora_rank, remat=args.remat, attention=cfg.attention_impl or "xla")
     emit("train_compile_s", compile_s, "s", note="lower + XLA compile (AOT, before the first step)", **extra)
     est = compiled_memory_gib(compiled)
     if est is not None:
@@ -326,10 +373,20 @@ def bench_train(args, cfg, mesh, emit: Emitter, model) -> None:
         xla_flops = float(cost.get("flops", 0.0)) if cost else 0.0
     except Exception:
         xla_flops = 0.0
-    emit("train_flops_per_step", flops.lora_aware, "FLOP", convention="lora_aware",
-         six_n=flops.six_n, n_lm=flops.n_lm, n_lora=flops.n_lora, n_vision=flops.n_vision,
-         n_merger=flops.n_merger, xla_cost_analysis_flops=xla_flops,
-         note="xla_cost_analysis_flops may count a scanned layer body once", **extra)
+    emit(
+        "train_flops_per_step",
+        flops.lora_aware,
+        "FLOP",
+        convention="lora_aware",
+        six_n=flops.six_n,
+        n_lm=flops.n_lm,
+        n_lora=flops.n_lora,
+        n_vision=flops.n_vision,
+        n_merger=flops.n_merger,
+        xla_cost_analysis_flops=xla_flops,
+        note="xla_cost_analysis_flops may count a scanned layer body once",
+        **extra,
+    )
     if args.dry_run:
         return
 
@@ -350,13 +407,26 @@ def bench_train(args, cfg, mesh, emit: Emitter, model) -> None:
     emit("train_step_s", med, "s", step_s_all=times, loss=loss, **extra)
     emit("train_tokens_per_s", tokens / med, "tokens/s", tokens_per_step=tokens, step_s_median=med, **extra)
     tflops = flops.lora_aware / med / 1e12
-    emit("train_model_tflops", tflops, "TFLOP/s", convention="lora_aware", six_n_tflops=flops.six_n / med / 1e12,
-         **extra)
+    emit(
+        "train_model_tflops", tflops, "TFLOP/s", convention="lora_aware", six_n_tflops=flops.six_n / med / 1e12, **extra
+    )
     if args.peak_tflops:
-        emit("train_mfu", tflops / args.peak_tflops, "fraction", convention="lora_aware",
-             peak_tflops=args.peak_tflops, **extra)
-        emit("train_mfu_6n", flops.six_n / med / 1e12 / args.peak_tflops, "fraction", convention="6n",
-             peak_tflops=args.peak_tflops, **extra)
+        emit(
+            "train_mfu",
+            tflops / args.peak_tflops,
+            "fraction",
+            convention="lora_aware",
+            peak_tflops=args.peak_tflops,
+            **extra,
+        )
+        emit(
+            "train_mfu_6n",
+            flops.six_n / med / 1e12 / args.peak_tflops,
+            "fraction",
+            convention="6n",
+            peak_tflops=args.peak_tflops,
+            **extra,
+        )
     peak = peak_memory_gib(jax.devices()[0])
     if peak is not None:
         emit("train_peak_memory_gib", peak, "GiB", note="peak_bytes_in_use since process start", **extra)
@@ -365,20 +435,31 @@ def bench_train(args, cfg, mesh, emit: Emitter, model) -> None:
 
 # ------------------------------------------------------------------------------ decode
 
+
 def bench_decode(args, cfg, emit: Emitter, model, batch_size: int, after_train: bool) -> None:
     """Greedy generation of exactly new_tokens tokens per row with `decode.Decoder`."""
-    from rmpl_jax.decode import Decoder, Prompt
 
     data = make_batch(cfg, batch_size, args.text_tokens, args.image_size, seed=1)
     per = data.patches_per_image
-    prompts = [Prompt(data.input_ids[i], pixel_values=data.pixel_values[i * per:(i + 1) * per],
-                      image_grid_thw=data.grid[i:i + 1]) for i in range(batch_size)]
+    prompts = [
+        Prompt(
+            data.input_ids[i],
+            pixel_values=data.pixel_values[i * per : (i + 1) * per],
+            image_grid_thw=data.grid[i : i + 1],
+        )
+        for i in range(batch_size)
+    ]
     prompt_len = data.input_ids.shape[1]
     # eos -1: argmax never yields it, so every row runs all new_tokens steps (HF: min_new_tokens).
-    decoder = Decoder(model, batch_size=batch_size, max_new_tokens=args.new_tokens, eos_ids=(-1,),
-                      pad_id=0, buckets=(prompt_len,))
-    extra = dict(batch=batch_size, prompt_len=prompt_len, new_tokens_per_seq=args.new_tokens,
-                 attention=model.config.attention_impl or "xla")
+    decoder = Decoder(
+        model, batch_size=batch_size, max_new_tokens=args.new_tokens, eos_ids=(-1,), pad_id=0, buckets=(prompt_len,)
+    )
+    extra = dict(
+        batch=batch_size,
+        prompt_len=prompt_len,
+        new_tokens_per_seq=args.new_tokens,
+        attention=model.config.attention_impl or "xla",
+    )
     traces0 = decoder.traces  # the counter is shared by decoders of one model structure
     t0 = time.perf_counter()
     out = decoder.generate(prompts)
@@ -406,15 +487,30 @@ def bench_decode(args, cfg, emit: Emitter, model, batch_size: int, after_train: 
         raise AssertionError(f"decode produced lengths {sorted(lengths)}, expected {args.new_tokens}")
     med = statistics.median(times)
     new = batch_size * args.new_tokens
-    emit("decode_tokens_per_s", new / med, "tokens/s", total_s_median=med, total_s_all=times,
-         traces=decoder.traces - traces0, warmup_calls=warm, **extra)
+    emit(
+        "decode_tokens_per_s",
+        new / med,
+        "tokens/s",
+        total_s_median=med,
+        total_s_all=times,
+        traces=decoder.traces - traces0,
+        warmup_calls=warm,
+        **extra,
+    )
     peak = peak_memory_gib(jax.devices()[0])
     if peak is not None:
-        emit("decode_peak_memory_gib", peak, "GiB", includes_train=after_train,
-             note="peak_bytes_in_use since process start", **extra)
+        emit(
+            "decode_peak_memory_gib",
+            peak,
+            "GiB",
+            includes_train=after_train,
+            note="peak_bytes_in_use since process start",
+            **extra,
+        )
 
 
 # ------------------------------------------------------------------------------ main
+
 
 def parse_args(argv: Sequence[str] | None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -431,19 +527,38 @@ def parse_args(argv: Sequence[str] | None):
     p.add_argument("--decode-reps", type=int, default=2)
     p.add_argument("--what", default="train,decode", help="comma list of train, decode")
     p.add_argument("--remat", default="full", choices=["none", "full", "dots"])
-    p.add_argument("--attention", default="auto", choices=["auto", "cudnn", "xla"],
-                   help="LM attention backend; auto = cudnn on GPU, xla elsewhere")
-    p.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32"],
-                   help="weights and compute; auto = bfloat16, except float32 when running on CPU "
-                        "(XLA:CPU lacks some bf16 dots; the reference also runs f32 on CPU)")
+    p.add_argument(
+        "--attention",
+        default="auto",
+        choices=["auto", "cudnn", "xla"],
+        help="LM attention backend; auto = cudnn on GPU, xla elsewhere",
+    )
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "bfloat16", "float32"],
+        help="weights and compute; auto = bfloat16, except float32 when running on CPU "
+        "(XLA:CPU lacks some bf16 dots; the reference also runs f32 on CPU)",
+    )
     p.add_argument("--loss-chunk", type=int, default=512, help="sequence positions per cross-entropy chunk")
-    p.add_argument("--peak-tflops", type=float, default=None,
-                   help="MFU denominator; default: datasheet bf16 rate of the device kind, if known")
+    p.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=None,
+        help="MFU denominator; default: datasheet bf16 rate of the device kind, if known",
+    )
     p.add_argument("--layers", type=int, default=None, help="override the LM depth (reduced dry runs)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="abstract weights: lower and compile the train step only (no memory, no run)")
-    p.add_argument("--no-fallback", dest="fallback", action="store_false",
-                   help="fail instead of retrying a part with XLA attention when cuDNN attention fails")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="abstract weights: lower and compile the train step only (no memory, no run)",
+    )
+    p.add_argument(
+        "--no-fallback",
+        dest="fallback",
+        action="store_false",
+        help="fail instead of retrying a part with XLA attention when cuDNN attention fails",
+    )
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     what = {w for w in args.what.split(",") if w}
@@ -477,12 +592,24 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     dtype = args.dtype
     if dtype == "auto":
         dtype = "float32" if device.platform == "cpu" and not args.dry_run else "bfloat16"
-    emit = Emitter(dict(tool="rmpl_jax", size=args.size, device=device.device_kind, platform=device.platform,
-                        dtype=dtype, jax=jax.__version__, flax=flax.__version__, dry_run=args.dry_run))
+    emit = Emitter(
+        dict(
+            tool="rmpl_jax",
+            size=args.size,
+            device=device.device_kind,
+            platform=device.platform,
+            dtype=dtype,
+            jax=jax.__version__,
+            flax=flax.__version__,
+            dry_run=args.dry_run,
+        )
+    )
     cfg = model_config(args.size, remat=remat, attention=attention, layers=args.layers, dtype=dtype)
     mesh = shd.make_mesh((1, 1, 1), devices=[device])
-    log(f"size {args.size}: {cfg.num_layers} layers, hidden {cfg.hidden_size}, remat {remat}, "
-        f"attention {attention or 'xla'}, {dtype}, device {device.device_kind}")
+    log(
+        f"size {args.size}: {cfg.num_layers} layers, hidden {cfg.hidden_size}, remat {remat}, "
+        f"attention {attention or 'xla'}, {dtype}, device {device.device_kind}"
+    )
 
     t0 = time.perf_counter()
     if args.dry_run:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import inspect
 import json
 import math
 import pathlib
@@ -27,7 +28,14 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from flax import nnx
+from PIL import Image
+
+from rmpl_jax.models.family import family_for_dir
+from rmpl_jax.models.qwen2_vl.processor import IMAGE_TOKEN, QwenProcessor
 
 _REPO = pathlib.Path(__file__).resolve().parent.parent
 if str(_REPO) not in sys.path:  # run as a script from anywhere
@@ -38,15 +46,13 @@ HF_CLASSES = {
     "qwen2_vl": "Qwen2VLForConditionalGeneration",
     "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
 }
-SENTENCES = ["Police arrested the protesters near the parliament building on Monday.",
-             "Troops fired at the convoy."]
+SENTENCES = ["Police arrested the protesters near the parliament building on Monday.", "Troops fired at the convoy."]
 _INPUT_KEYS = ("input_ids", "attention_mask", "pixel_values", "image_grid_thw")
 
 
 def synthetic_images(k: int, seed: int = 0) -> list:
     """K RGB PIL images of different sizes and aspect ratios (smooth gradients plus noise,
     so resizing is not trivial)."""
-    from PIL import Image
 
     rng = np.random.default_rng(seed)
     sizes = [(140, 220), (260, 110), (96, 96), (200, 330), (330, 150), (120, 400)]
@@ -76,11 +82,11 @@ def _read_config(hf_dir: pathlib.Path) -> dict:
 # ------------------------------------------------------------------------ input building
 
 
-def qwen_inputs(hf_dir: pathlib.Path, config: dict, n_images: int, *, seed: int, padding_side: str,
-                max_pixels: int | None) -> dict[str, Any]:
+def qwen_inputs(
+    hf_dir: pathlib.Path, config: dict, n_images: int, *, seed: int, padding_side: str, max_pixels: int | None
+) -> dict[str, Any]:
     """Batch of two for Qwen2-VL / Qwen2.5-VL: chat prompts when DIR has a tokenizer,
     otherwise random ids with <vision_start> <image_pad>*n <vision_end> runs."""
-    from rmpl_jax.processor import IMAGE_TOKEN, QwenProcessor
 
     proc = QwenProcessor.from_dir(hf_dir, max_pixels=max_pixels)
     images = synthetic_images(n_images, seed)
@@ -136,7 +142,6 @@ INPUT_BUILDERS: dict[str, Callable[..., dict[str, Any]]] = {
 
 def hf_logits(hf_dir: pathlib.Path, model_type: str, inputs: dict[str, Any], dtype: str, attn: str) -> np.ndarray:
     """Logits [B, T, V] float32 from the transformers torch model (CPU)."""
-    import inspect
 
     import torch
     import transformers
@@ -146,8 +151,10 @@ def hf_logits(hf_dir: pathlib.Path, model_type: str, inputs: dict[str, Any], dty
     torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
     model = cls.from_pretrained(str(hf_dir), dtype=torch_dtype, attn_implementation=attn).eval()
     accepted = inspect.signature(model.forward).parameters
-    kw = {"input_ids": torch.from_numpy(inputs["input_ids"]),
-          "attention_mask": torch.from_numpy(inputs["attention_mask"])}
+    kw = {
+        "input_ids": torch.from_numpy(inputs["input_ids"]),
+        "attention_mask": torch.from_numpy(inputs["attention_mask"]),
+    }
     if inputs.get("pixel_values") is not None:
         kw["pixel_values"] = torch.from_numpy(inputs["pixel_values"]).to(torch_dtype)
         kw["image_grid_thw"] = torch.from_numpy(inputs["image_grid_thw"])
@@ -159,11 +166,6 @@ def hf_logits(hf_dir: pathlib.Path, model_type: str, inputs: dict[str, Any], dty
 
 def our_logits(hf_dir: pathlib.Path, inputs: dict[str, Any], dtype: str) -> np.ndarray:
     """Logits [B, T, V] float32 from our model, one jitted forward (grid static)."""
-    import jax
-    import jax.numpy as jnp
-    from flax import nnx
-
-    from rmpl_jax.models.registry import family_for_dir
 
     if dtype == "float32":  # no TF32 shortcuts on GPU: this is a correctness check
         jax.config.update("jax_default_matmul_precision", "highest")
@@ -225,10 +227,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--padding-side", default="left", choices=["left", "right"])
     p.add_argument("--max-pixels", type=int, default=None, help="override the image processor's max_pixels")
     p.add_argument("--hf-attn", default="eager", choices=["eager", "sdpa"])
-    p.add_argument("--save-reference", type=pathlib.Path, default=None,
-                   help="run transformers only; write inputs and logits to this .npz")
-    p.add_argument("--reference", type=pathlib.Path, default=None,
-                   help="run our model only, against inputs and logits from this .npz")
+    p.add_argument(
+        "--save-reference",
+        type=pathlib.Path,
+        default=None,
+        help="run transformers only; write inputs and logits to this .npz",
+    )
+    p.add_argument(
+        "--reference",
+        type=pathlib.Path,
+        default=None,
+        help="run our model only, against inputs and logits from this .npz",
+    )
     p.add_argument("--max-diff", type=float, default=None, help="exit 1 when max_abs_logit_diff exceeds this")
     args = p.parse_args(argv)
     if args.images < 0:
@@ -246,15 +256,24 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.reference is not None:
         inputs, ref, meta = _load_reference(args.reference)
         if meta.get("model_type") != model_type:
-            raise ValueError(f"{args.reference}: made for model_type {meta.get('model_type')!r}, "
-                             f"{hf_dir} is {model_type!r}")
+            raise ValueError(
+                f"{args.reference}: made for model_type {meta.get('model_type')!r}, {hf_dir} is {model_type!r}"
+            )
         tokenizer_used = bool(meta.get("tokenizer"))
     else:
         if model_type not in INPUT_BUILDERS:
-            raise KeyError(f"{hf_dir}/config.json: no parity input builder for model_type {model_type!r}; "
-                           f"known: {sorted(INPUT_BUILDERS)}")
-        inputs = INPUT_BUILDERS[model_type](hf_dir, _read_config(hf_dir), args.images, seed=args.seed,
-                                            padding_side=args.padding_side, max_pixels=args.max_pixels)
+            raise KeyError(
+                f"{hf_dir}/config.json: no parity input builder for model_type {model_type!r}; "
+                f"known: {sorted(INPUT_BUILDERS)}"
+            )
+        inputs = INPUT_BUILDERS[model_type](
+            hf_dir,
+            _read_config(hf_dir),
+            args.images,
+            seed=args.seed,
+            padding_side=args.padding_side,
+            max_pixels=args.max_pixels,
+        )
         tokenizer_used = bool(inputs.pop("tokenizer"))
         ref = hf_logits(hf_dir, model_type, inputs, args.dtype, args.hf_attn)
 

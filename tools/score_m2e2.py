@@ -12,10 +12,10 @@ import json
 import sys
 
 from rmpl_jax.data.m2e2 import read_m2e2
-from rmpl_jax.data.read_report import DataError
-from rmpl_jax.evaluate import score
-from rmpl_jax.predictions import PredictionError, read_predictions
-from rmpl_jax.score_table import format_table
+from rmpl_jax.eval.scorer import score
+from rmpl_jax.eval.tables import format_table
+from rmpl_jax.io.read_report import DataError
+from rmpl_jax.m2e2.predictions import PredictionError, read_predictions
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,13 +2,13 @@
 
 The file is one JSON object `{image_name: {"verb": v, "frames": [{role: noun_id, ...}, ...],
 "bb": {role: [x1, y1, x2, y2] or [-1, -1, -1, -1]}, "height": h, "width": w}}`.
-Verbs and roles go through `schema.load_imsitu_mapping` (imSitu verb, role -> M2E2
+Verbs and roles go through `ontology.load_imsitu_mapping` (imSitu verb, role -> M2E2
 type, role). Each mapped image becomes one `ImageItem` with one `ImageEvent`.
 
 Report counts: `verbs_unmapped` (images skipped, or kept without events when
 `keep_unmapped=True`), `roles_no_box` (role boxed -1), `roles_unmapped` (no M2E2 role
 for the verb's role), `roles_outside_image_schema` (mapped role not in
-`schema.IMAGE_ROLES[type]`, e.g. Place), `boxes_empty` (zero area), `boxes_clamped`
+`ontology.IMAGE_ROLES[type]`, e.g. Place), `boxes_empty` (zero area), `boxes_clamped`
 (box reached outside the image), `images_missing` (images_dir given but no file),
 `arguments` kept. All of those roles and boxes are dropped.
 """
@@ -17,17 +17,21 @@ from __future__ import annotations
 
 import os
 
-from rmpl_jax import schema
-from rmpl_jax.data.read_report import DataError, ReadReport, load_json, require
-from rmpl_jax.records import Box, BoxArgument, ImageEvent, ImageItem, image_id_of
+from rmpl_jax.io.read_report import DataError, ReadReport, load_json, require
+from rmpl_jax.m2e2 import ontology
+from rmpl_jax.m2e2.records import Box, BoxArgument, ImageEvent, ImageItem, image_id_of
 
 _NO_BOX = [-1, -1, -1, -1]
 
 
-def read_imsitu(path: str | os.PathLike, mapping: schema.ImsituMapping, *,
-                images_dir: str | os.PathLike | None = None, lenient: bool = False,
-                keep_unmapped: bool = False,
-                ) -> tuple[list[ImageItem], dict[str, tuple[int, int]], ReadReport]:
+def read_imsitu(
+    path: str | os.PathLike,
+    mapping: ontology.ImsituMapping,
+    *,
+    images_dir: str | os.PathLike | None = None,
+    lenient: bool = False,
+    keep_unmapped: bool = False,
+) -> tuple[list[ImageItem], dict[str, tuple[int, int]], ReadReport]:
     """Reads a SWiG/imSitu JSON file into ImageItems of M2E2 types and image roles.
 
     Returns (items, sizes, report) where sizes maps image_id -> (width, height), which
@@ -39,8 +43,7 @@ def read_imsitu(path: str | os.PathLike, mapping: schema.ImsituMapping, *,
     report = ReadReport(source=path, lenient=lenient)
     data = load_json(path)
     if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a JSON object keyed by image name, "
-                        f"got {type(data).__name__}")
+        raise DataError(f"{path}: expected a JSON object keyed by image name, got {type(data).__name__}")
     items, sizes = [], {}
     for image_name, obj in data.items():
         where = f"{path}: image {image_name!r}"
@@ -83,7 +86,7 @@ def _item(image_name, obj, mapping, images_dir, keep_unmapped, where, report):
         m2e2_role = mapping.role(verb, role)
         if m2e2_role is None:
             report.counts["roles_unmapped"] += 1
-        elif not schema.is_image_role(event_type, m2e2_role):
+        elif not ontology.is_image_role(event_type, m2e2_role):
             report.counts["roles_outside_image_schema"] += 1
         elif box.area <= 0:
             report.counts["boxes_empty"] += 1
@@ -100,16 +103,18 @@ def _item(image_name, obj, mapping, images_dir, keep_unmapped, where, report):
 
 
 def _box(raw, width, height, where, report) -> Box | None:
-    if (not isinstance(raw, list) or len(raw) != 4
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw)):
+    if (
+        not isinstance(raw, list)
+        or len(raw) != 4
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw)
+    ):
         raise DataError(f"{where}: expected [x1, y1, x2, y2] numbers, got {raw!r}")
     if list(raw) == _NO_BOX:
         return None
     x1, y1, x2, y2 = (float(v) for v in raw)
     if x2 < x1 or y2 < y1:
         raise DataError(f"{where}: box {raw!r} has x2 < x1 or y2 < y1")
-    clamped = (min(max(x1, 0.0), width), min(max(y1, 0.0), height),
-               min(max(x2, 0.0), width), min(max(y2, 0.0), height))
+    clamped = (min(max(x1, 0.0), width), min(max(y1, 0.0), height), min(max(x2, 0.0), width), min(max(y2, 0.0), height))
     if clamped != (x1, y1, x2, y2):
         report.counts["boxes_clamped"] += 1
     return Box(*clamped)

@@ -8,7 +8,7 @@ The file is a JSON list of sentence objects:
 M2E2's text files use the same keys, so `sentence_from_jmee` reads them too.
 
 Report counts: `events_other_type` (ACE subtypes outside the 8 M2E2 types, dropped),
-`arguments_outside_schema` (roles not in `schema.TEXT_ROLES[type]`, dropped, e.g. Time-*),
+`arguments_outside_schema` (roles not in `ontology.TEXT_ROLES[type]`, dropped, e.g. Time-*),
 `text_mismatch` (a `text` field that differs from its tokens beyond whitespace; the tokens win),
 `events` and `arguments` kept.
 """
@@ -17,13 +17,26 @@ from __future__ import annotations
 
 import os
 
-from rmpl_jax import schema
-from rmpl_jax.data.read_report import (DataError, ReadReport, load_json, require, require_span,
-                                       require_words)
-from rmpl_jax.records import EntityMention, Sentence, Span, TextArgument, TextEvent, doc_id_of
+from rmpl_jax.io.read_report import (
+    DataError,
+    ReadReport,
+    load_json,
+    require,
+    require_span,
+    require_words,
+)
+from rmpl_jax.m2e2 import ontology
+from rmpl_jax.m2e2.records import (
+    EntityMention,
+    Sentence,
+    Span,
+    TextArgument,
+    TextEvent,
+    doc_id_of,
+)
 
 # Role lookup that forgives case ("attacker"); the schema spelling is what we keep.
-_ROLE_KEYS = {t: {r.lower(): r for r in roles} for t, roles in schema.TEXT_ROLES.items()}
+_ROLE_KEYS = {t: {r.lower(): r for r in roles} for t, roles in ontology.TEXT_ROLES.items()}
 
 
 def read_jmee(path: str | os.PathLike, *, lenient: bool = False) -> tuple[list[Sentence], ReadReport]:
@@ -67,8 +80,9 @@ def sentence_from_jmee(obj, where: str, report: ReadReport, default_id: str | No
         entities.append(EntityMention(etype, span_from_json(m, words, w, report)))
     events = []
     for i, e in enumerate(require(obj, "golden-event-mentions", list, where)):
-        event = event_from_json(e, words, f"{where} golden-event-mentions[{i}]", report,
-                                lambda a, w: span_from_json(a, words, w, report))
+        event = event_from_json(
+            e, words, f"{where} golden-event-mentions[{i}]", report, lambda a, w: span_from_json(a, words, w, report)
+        )
         if event is not None:
             events.append(event)
     images = obj.get("image", [])
@@ -76,8 +90,14 @@ def sentence_from_jmee(obj, where: str, report: ReadReport, default_id: str | No
         raise DataError(f"{where}: key 'image' must be a list of file names")
     report.counts["events"] += len(events)
     report.counts["arguments"] += sum(len(e.arguments) for e in events)
-    return Sentence(sentence_id=sentence_id, words=words, events=tuple(events),
-                    entities=tuple(entities), doc_id=doc_id_of(sentence_id), images=tuple(images))
+    return Sentence(
+        sentence_id=sentence_id,
+        words=words,
+        events=tuple(events),
+        entities=tuple(entities),
+        doc_id=doc_id_of(sentence_id),
+        images=tuple(images),
+    )
 
 
 def event_from_json(e, words, where, report, argument_span) -> TextEvent | None:
@@ -87,7 +107,7 @@ def event_from_json(e, words, where, report, argument_span) -> TextEvent | None:
     offsets; OneIE: its entity mention)."""
     raw_type = require(e, "event_type", str, where)
     try:
-        event_type = schema.ace_to_m2e2(raw_type)
+        event_type = ontology.ace_to_m2e2(raw_type)
     except ValueError as err:
         raise DataError(f"{where}: key 'event_type': {err}") from None
     trigger = span_from_json(require(e, "trigger", dict, where), words, f"{where} trigger", report)

@@ -13,28 +13,22 @@ import os
 from typing import Any
 
 from rmpl_jax.data.jmee import sentence_from_jmee
-from rmpl_jax.data.read_report import DataError, ReadReport, load_json, require
-from rmpl_jax.records import (Box, BoxArgument, CorefPair, ImageEvent, ImageItem, Sentence,
-                              image_id_of)
-from rmpl_jax.textfiles import numbered_lines
+from rmpl_jax.io.lines import numbered_lines
+from rmpl_jax.io.read_report import DataError, ReadReport, load_json, require
+from rmpl_jax.m2e2.corpus import M2E2Corpus
+from rmpl_jax.m2e2.records import (
+    Box,
+    BoxArgument,
+    CorefPair,
+    ImageEvent,
+    ImageItem,
+    Sentence,
+    image_id_of,
+)
 
 TEXT_FILES = ("text_only_event.json", "text_multimedia_event.json")
 IMAGE_FILES = ("image_only_event.json", "image_multimedia_event.json")
 COREF_FILE = "crossmedia_coref.txt"
-
-
-@dataclasses.dataclass(frozen=True)
-class M2E2Corpus:
-    """The whole benchmark, keyed by id (insertion order = file order)."""
-
-    sentences: dict[str, Sentence]
-    images: dict[str, ImageItem]
-    coref: tuple[CorefPair, ...]
-    missing_images: tuple[str, ...]  # referenced but absent from images_dir (empty if none given)
-    report: ReadReport  # what lenient mode skipped, and counts of dropped roles
-
-    def annotated_images(self) -> dict[str, ImageItem]:
-        return {k: v for k, v in self.images.items() if v.events}
 
 
 def _merge(a: Sentence, b: Sentence, where: str) -> Sentence:
@@ -72,10 +66,12 @@ def parse_image_event(raw: Any, where: str) -> ImageEvent:
     args = []
     for role, boxes in require(raw, "role", dict, where).items():
         for entry in boxes:
-            if (not isinstance(entry, list) or len(entry) != 5 or not all(
-                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in entry[1:])):
-                raise DataError(f"{where}: role {role}: box must be [flag, x1, y1, x2, y2], "
-                                f"got {entry!r}")
+            if (
+                not isinstance(entry, list)
+                or len(entry) != 5
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in entry[1:])
+            ):
+                raise DataError(f"{where}: role {role}: box must be [flag, x1, y1, x2, y2], got {entry!r}")
             x1, y1, x2, y2 = (float(v) for v in entry[1:])
             if x2 < x1 or y2 < y1:
                 raise DataError(f"{where}: role {role}: box {entry[1:]} has x2 < x1 or y2 < y1")
@@ -112,8 +108,7 @@ def read_coref(path: str, report: ReadReport) -> tuple[CorefPair, ...]:
     return tuple(dict.fromkeys(pairs))
 
 
-def read_m2e2(annotations_dir: str, images_dir: str | None = None, *,
-              lenient: bool = False) -> M2E2Corpus:
+def read_m2e2(annotations_dir: str, images_dir: str | None = None, *, lenient: bool = False) -> M2E2Corpus:
     """Reads the five M2E2 annotation files from `annotations_dir`.
 
     Strict mode raises DataError naming the file and record on bad input; lenient mode

@@ -13,44 +13,25 @@ Report counts: `images_missing` (no images_dir, or no such file there), `name_mi
 from __future__ import annotations
 
 import ast
-import dataclasses
 import os
 
-from rmpl_jax.data.read_report import DataError, ReadReport, require, require_span, require_words
-from rmpl_jax.records import Span
-from rmpl_jax.textfiles import numbered_lines
-
-# The 23 relation labels of MNRE v2, in a fixed order (the task grammar's vocabulary).
-MNRE_RELATIONS: tuple[str, ...] = (
-    "None",
-    "/per/per/parent", "/per/per/siblings", "/per/per/couple", "/per/per/neighbor",
-    "/per/per/peer", "/per/per/charges", "/per/per/alumi", "/per/per/alternate_names",
-    "/per/org/member_of",
-    "/per/loc/place_of_residence", "/per/loc/place_of_birth",
-    "/per/misc/nationality", "/per/misc/present_in", "/per/misc/awarded",
-    "/per/misc/race", "/per/misc/religion",
-    "/org/org/alternate_names", "/org/org/subsidiary", "/org/loc/locate_at",
-    "/loc/loc/contain",
-    "/misc/loc/held_on", "/misc/misc/part_of",
+from rmpl_jax.io.lines import numbered_lines
+from rmpl_jax.io.read_report import (
+    DataError,
+    ReadReport,
+    require,
+    require_span,
+    require_words,
 )
+from rmpl_jax.m2e2.ontology import MNRE_RELATIONS
+from rmpl_jax.m2e2.records import MNRERecord, Span
+
 _RELATIONS = frozenset(MNRE_RELATIONS)
 
 
-@dataclasses.dataclass(frozen=True)
-class MNRERecord:
-    """One MNRE example; `image` is the photo's path when it exists on disk, else None."""
-
-    record_id: str
-    tokens: tuple[str, ...]
-    head: Span
-    tail: Span
-    relation: str
-    img_id: str
-    image: str | None = None
-
-
-def read_mnre(path: str | os.PathLike, *, images_dir: str | os.PathLike | None = None,
-              lenient: bool = False) -> tuple[list[MNRERecord], ReadReport]:
+def read_mnre(
+    path: str | os.PathLike, *, images_dir: str | os.PathLike | None = None, lenient: bool = False
+) -> tuple[list[MNRERecord], ReadReport]:
     """Reads one MNRE split file. Record ids are `<file stem>:<line number>`.
 
     Raises DataError naming file, line and key on bad input; `lenient=True` skips the

@@ -16,10 +16,9 @@ import json
 import os
 
 from rmpl_jax.data.jmee import event_from_json, span_from_json
-from rmpl_jax.data.read_report import DataError, ReadReport, require, require_words
-from rmpl_jax.records import EntityMention, Sentence, Span
-from rmpl_jax.textfiles import numbered_lines
-
+from rmpl_jax.io.lines import numbered_lines
+from rmpl_jax.io.read_report import DataError, ReadReport, require, require_words
+from rmpl_jax.m2e2.records import EntityMention, Sentence, Span
 
 
 def read_oneie(path: str | os.PathLike, *, lenient: bool = False) -> tuple[list[Sentence], ReadReport]:
@@ -61,14 +60,14 @@ def _sentence(obj, where, report) -> Sentence:
         entities.append(EntityMention(require(m, "entity_type", str, w), span))
     events = []
     for i, e in enumerate(require(obj, "event_mentions", list, where)):
-        event = event_from_json(e, words, f"{where} event_mentions[{i}]", report,
-                                lambda a, w: _entity_span(a, by_id, w))
+        event = event_from_json(
+            e, words, f"{where} event_mentions[{i}]", report, lambda a, w: _entity_span(a, by_id, w)
+        )
         if event is not None:
             events.append(event)
     report.counts["events"] += len(events)
     report.counts["arguments"] += sum(len(e.arguments) for e in events)
-    return Sentence(sentence_id=sent_id, words=words, events=tuple(events),
-                    entities=tuple(entities), doc_id=doc_id)
+    return Sentence(sentence_id=sent_id, words=words, events=tuple(events), entities=tuple(entities), doc_id=doc_id)
 
 
 def _entity_span(argument, by_id, where) -> Span:

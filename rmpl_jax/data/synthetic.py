@@ -21,8 +21,10 @@ import random
 
 from PIL import Image, ImageDraw
 
-from rmpl_jax import schema
-from rmpl_jax.records import (
+from rmpl_jax.io.read_report import ReadReport
+from rmpl_jax.m2e2 import ontology
+from rmpl_jax.m2e2.corpus import M2E2Corpus
+from rmpl_jax.m2e2.records import (
     Box,
     BoxArgument,
     CorefPair,
@@ -37,29 +39,88 @@ from rmpl_jax.records import (
 
 # name pools; the second field is the entity type written on EntityMentions
 POOLS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "PER": ("PER", ("John Smith", "Maria Lopez", "Ahmed Karim", "Li Wei", "Anna Petrova",
-                    "the president", "the minister", "a spokesman", "Omar Haddad",
-                    "the governor", "Grace Mwangi", "the senator")),
-    "GROUP": ("PER", ("the protesters", "students", "farmers", "the soldiers", "workers",
-                      "opposition supporters", "three civilians", "the villagers",
-                      "two journalists", "the refugees")),
-    "ARMED": ("ORG", ("the rebels", "the army", "militants", "government forces",
-                      "the insurgents", "an armed group")),
-    "ORG": ("ORG", ("the United Nations", "the World Bank", "the Red Cross", "the government",
-                    "the company", "the European Union", "the charity")),
+    "PER": (
+        "PER",
+        (
+            "John Smith",
+            "Maria Lopez",
+            "Ahmed Karim",
+            "Li Wei",
+            "Anna Petrova",
+            "the president",
+            "the minister",
+            "a spokesman",
+            "Omar Haddad",
+            "the governor",
+            "Grace Mwangi",
+            "the senator",
+        ),
+    ),
+    "GROUP": (
+        "PER",
+        (
+            "the protesters",
+            "students",
+            "farmers",
+            "the soldiers",
+            "workers",
+            "opposition supporters",
+            "three civilians",
+            "the villagers",
+            "two journalists",
+            "the refugees",
+        ),
+    ),
+    "ARMED": ("ORG", ("the rebels", "the army", "militants", "government forces", "the insurgents", "an armed group")),
+    "ORG": (
+        "ORG",
+        (
+            "the United Nations",
+            "the World Bank",
+            "the Red Cross",
+            "the government",
+            "the company",
+            "the European Union",
+            "the charity",
+        ),
+    ),
     "POLICE": ("ORG", ("police", "riot police", "security forces", "the authorities")),
-    "GPE": ("GPE", ("Kabul", "Paris", "Lagos", "Caracas", "Brussels", "northern Syria",
-                    "the capital", "Nairobi", "Manila", "the province")),
-    "FAC": ("FAC", ("the embassy", "the airport", "the main square", "a checkpoint",
-                    "the courthouse", "city hall", "the border crossing", "a market")),
-    "WEA": ("WEA", ("a car bomb", "rockets", "rifles", "a knife", "artillery", "grenades",
-                    "missiles")),
+    "GPE": (
+        "GPE",
+        (
+            "Kabul",
+            "Paris",
+            "Lagos",
+            "Caracas",
+            "Brussels",
+            "northern Syria",
+            "the capital",
+            "Nairobi",
+            "Manila",
+            "the province",
+        ),
+    ),
+    "FAC": (
+        "FAC",
+        (
+            "the embassy",
+            "the airport",
+            "the main square",
+            "a checkpoint",
+            "the courthouse",
+            "city hall",
+            "the border crossing",
+            "a market",
+        ),
+    ),
+    "WEA": ("WEA", ("a car bomb", "rockets", "rifles", "a knife", "artillery", "grenades", "missiles")),
     "VEH": ("VEH", ("a truck", "buses", "a plane", "boats", "a helicopter", "trains")),
-    "MONEY": ("VALUE", ("$ 5 million", "200,000 euros", "$ 3 billion", "$ 40,000",
-                        "10 million dollars")),
+    "MONEY": ("VALUE", ("$ 5 million", "200,000 euros", "$ 3 billion", "$ 40,000", "10 million dollars")),
     "CRIME": ("VALUE", ("fraud", "murder", "drug trafficking", "corruption", "theft")),
-    "GOODS": ("PER", ("food aid", "medical supplies", "the prisoners", "troops",
-                      "the refugees", "weapons", "the wounded")),
+    "GOODS": (
+        "PER",
+        ("food aid", "medical supplies", "the prisoners", "troops", "the refugees", "weapons", "the wounded"),
+    ),
 }
 
 # `*word*` is the trigger; `{Role/POOL}` a role slot. Same role twice: two arguments.
@@ -69,42 +130,50 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         "{Attacker/ARMED} *fired* {Instrument/WEA} at {Target/GROUP} near {Place/GPE} .",
         "{Target/FAC} was *bombed* by {Attacker/ARMED} .",
         "{Attacker/ARMED} *shelled* {Place/GPE} with {Instrument/WEA} overnight .",
-        "An *ambush* on {Target/GROUP} in {Place/GPE} was blamed on {Attacker/ARMED} ."),
+        "An *ambush* on {Target/GROUP} in {Place/GPE} was blamed on {Attacker/ARMED} .",
+    ),
     "Conflict:Demonstrate": (
         "Thousands of {Entity/GROUP} *protested* in {Place/GPE} on Sunday .",
         "{Police/POLICE} dispersed a *rally* by {Entity/GROUP} in {Place/FAC} .",
         "{Entity/GROUP} *marched* through {Place/GPE} demanding reforms .",
-        "{Entity/GROUP} staged a *demonstration* outside {Place/FAC} as {Police/POLICE} watched ."),
+        "{Entity/GROUP} staged a *demonstration* outside {Place/FAC} as {Police/POLICE} watched .",
+    ),
     "Contact:Meet": (
         "{Entity/PER} *met* {Entity/PER} in {Place/GPE} on Tuesday .",
         "{Entity/PER} and {Entity/PER} held *talks* in {Place/GPE} .",
         "The *summit* between {Entity/PER} and {Entity/ORG} opened in {Place/GPE} .",
-        "{Entity/PER} will *meet* {Entity/GROUP} at {Place/FAC} next week ."),
+        "{Entity/PER} will *meet* {Entity/GROUP} at {Place/FAC} next week .",
+    ),
     "Contact:Phone-Write": (
         "{Entity/PER} *called* {Entity/PER} on Wednesday .",
         "{Entity/PER} *wrote* to {Entity/ORG} from {Place/GPE} .",
         "In a *letter* , {Entity/PER} urged {Entity/PER} to act .",
-        "{Entity/PER} said in a phone *call* with {Entity/PER} that work would continue ."),
+        "{Entity/PER} said in a phone *call* with {Entity/PER} that work would continue .",
+    ),
     "Justice:Arrest-Jail": (
         "{Agent/POLICE} *arrested* {Person/PER} in {Place/GPE} on suspicion of {Crime/CRIME} .",
         "{Person/PER} was *detained* by {Agent/POLICE} at {Place/FAC} .",
         "A court *jailed* {Person/PER} for {Crime/CRIME} .",
-        "{Person/GROUP} remain in *custody* in {Place/GPE} ."),
+        "{Person/GROUP} remain in *custody* in {Place/GPE} .",
+    ),
     "Life:Die": (
         "{Victim/GROUP} were *killed* in {Place/GPE} by {Instrument/WEA} .",
         "{Agent/ARMED} *killed* {Victim/GROUP} with {Instrument/WEA} .",
         "{Victim/PER} *died* in {Place/GPE} on Friday .",
-        "The *deaths* of {Victim/GROUP} in {Place/GPE} shocked the country ."),
+        "The *deaths* of {Victim/GROUP} in {Place/GPE} shocked the country .",
+    ),
     "Movement:Transport": (
         "{Agent/ORG} *sent* {Artifact/GOODS} to {Destination/GPE} by {Vehicle/VEH} .",
         "{Artifact/GOODS} *arrived* in {Destination/GPE} from {Origin/GPE} .",
         "{Agent/ORG} *moved* {Artifact/GOODS} from {Origin/GPE} to {Destination/GPE} aboard {Vehicle/VEH} .",
-        "{Agent/ORG} *shipped* {Artifact/GOODS} to {Destination/FAC} for {Price/MONEY} ."),
+        "{Agent/ORG} *shipped* {Artifact/GOODS} to {Destination/FAC} for {Price/MONEY} .",
+    ),
     "Transaction:Transfer-Money": (
         "{Giver/ORG} *donated* {Money/MONEY} to {Recipient/ORG} .",
         "{Giver/PER} *paid* {Recipient/PER} {Money/MONEY} in {Place/GPE} .",
         "{Recipient/ORG} *received* {Money/MONEY} from {Giver/ORG} for {Beneficiary/GROUP} .",
-        "{Giver/ORG} *gave* {Money/MONEY} to {Recipient/ORG} to help {Beneficiary/GROUP} ."),
+        "{Giver/ORG} *gave* {Money/MONEY} to {Recipient/ORG} to help {Beneficiary/GROUP} .",
+    ),
 }
 
 NO_EVENT_TEMPLATES: tuple[str, ...] = (
@@ -116,18 +185,37 @@ NO_EVENT_TEMPLATES: tuple[str, ...] = (
 )
 
 # image appearance: background per type, (shape, colour) per role
-TYPE_COLOURS = {t: c for t, c in zip(schema.EVENT_TYPES, (
-    (200, 90, 80), (220, 200, 90), (110, 170, 220), (160, 120, 200),
-    (90, 90, 140), (60, 60, 60), (110, 190, 120), (230, 160, 60)))}
+TYPE_COLOURS = dict(
+    zip(
+        ontology.EVENT_TYPES,
+        (
+            (200, 90, 80),
+            (220, 200, 90),
+            (110, 170, 220),
+            (160, 120, 200),
+            (90, 90, 140),
+            (60, 60, 60),
+            (110, 190, 120),
+            (230, 160, 60),
+        ),
+    )
+)
 NO_EVENT_COLOUR = (175, 175, 175)
 ROLE_LOOKS = {
-    "Attacker": ("figure", (150, 0, 0)), "Target": ("block", (250, 250, 250)),
-    "Instrument": ("triangle", (30, 30, 30)), "Entity": ("figure", (0, 90, 200)),
-    "Police": ("figure", (0, 0, 90)), "Place": ("frame", (120, 100, 70)),
-    "Agent": ("figure", (0, 120, 60)), "Person": ("figure", (240, 140, 0)),
-    "Victim": ("figure", (120, 0, 120)), "Artifact": ("ellipse", (160, 80, 20)),
-    "Vehicle": ("vehicle", (20, 20, 160)), "Giver": ("figure", (0, 150, 150)),
-    "Recipient": ("figure", (200, 0, 150)), "Money": ("ellipse", (20, 160, 20)),
+    "Attacker": ("figure", (150, 0, 0)),
+    "Target": ("block", (250, 250, 250)),
+    "Instrument": ("triangle", (30, 30, 30)),
+    "Entity": ("figure", (0, 90, 200)),
+    "Police": ("figure", (0, 0, 90)),
+    "Place": ("frame", (120, 100, 70)),
+    "Agent": ("figure", (0, 120, 60)),
+    "Person": ("figure", (240, 140, 0)),
+    "Victim": ("figure", (120, 0, 120)),
+    "Artifact": ("ellipse", (160, 80, 20)),
+    "Vehicle": ("vehicle", (20, 20, 160)),
+    "Giver": ("figure", (0, 150, 150)),
+    "Recipient": ("figure", (200, 0, 150)),
+    "Money": ("ellipse", (20, 160, 20)),
 }
 
 
@@ -141,8 +229,19 @@ class SyntheticSplit:
     pairs: tuple[CorefPair, ...]
     image_sizes: dict[str, tuple[int, int]]
 
+    def as_corpus(self) -> M2E2Corpus:
+        """The split as a scorer's gold corpus."""
+        return M2E2Corpus(
+            sentences={s.sentence_id: s for s in self.sentences},
+            images={i.image_id: i for i in self.images},
+            coref=self.pairs,
+            missing_images=(),
+            report=ReadReport(self.name),
+        )
+
 
 # ---------------------------------------------------------------- text
+
 
 def _fill(template: str, rng: random.Random, used: set[str]):
     """Template -> (words, trigger index or None, [(role, start, end, entity type)])."""
@@ -183,10 +282,12 @@ def _clause(event_type, rng, offset):
 
 def _with_text(sentence_words, events, entities):
     def fix(span):
-        return Span(span.start, span.end, " ".join(sentence_words[span.start:span.end]))
-    events = tuple(TextEvent(e.event_type, fix(e.trigger),
-                             tuple(TextArgument(a.role, fix(a.span)) for a in e.arguments))
-                   for e in events)
+        return Span(span.start, span.end, " ".join(sentence_words[span.start : span.end]))
+
+    events = tuple(
+        TextEvent(e.event_type, fix(e.trigger), tuple(TextArgument(a.role, fix(a.span)) for a in e.arguments))
+        for e in events
+    )
     return events, tuple(EntityMention(m.entity_type, fix(m.span)) for m in entities)
 
 
@@ -211,6 +312,7 @@ def _sentence(sentence_id, doc_id, event_types, images, rng) -> Sentence:
 
 
 # ---------------------------------------------------------------- images
+
 
 def _draw_role(draw: ImageDraw.ImageDraw, shape: str, colour, box) -> None:
     x1, y1, x2, y2 = box
@@ -254,7 +356,7 @@ def _image(image_id, event_type, image_dir, rng):
         for _ in range(rng.randint(0, 3)):  # distractors, not roles
             draw.rectangle(_random_box(rng, w, h, 0.1, 0.3), fill=(rng.randrange(256),) * 3)
     else:
-        roles = list(schema.IMAGE_ROLES[event_type])
+        roles = list(ontology.IMAGE_ROLES[event_type])
         chosen = rng.sample(roles, rng.randint(1, len(roles)))
         chosen.sort(key=roles.index)
         if "Place" in chosen:  # drawn first: it is the background region
@@ -278,11 +380,19 @@ _SIDES = (224, 448)
 
 # ---------------------------------------------------------------- corpus
 
-def generate_split(name: str, n_docs: int, image_dir: str | os.PathLike, *, seed: int = 0,
-                   sentences_per_doc: tuple[int, int] = (3, 8),
-                   images_per_doc: tuple[int, int] = (0, 2),
-                   p_no_event: float = 0.3, p_two_events: float = 0.15,
-                   p_image_event: float = 0.8) -> SyntheticSplit:
+
+def generate_split(
+    name: str,
+    n_docs: int,
+    image_dir: str | os.PathLike,
+    *,
+    seed: int = 0,
+    sentences_per_doc: tuple[int, int] = (3, 8),
+    images_per_doc: tuple[int, int] = (0, 2),
+    p_no_event: float = 0.3,
+    p_two_events: float = 0.15,
+    p_image_event: float = 0.8,
+) -> SyntheticSplit:
     """One split of `n_docs` documents; PNGs are written to `image_dir` (created).
 
     Each document has a main event type; its sentences report that type (or another
@@ -297,7 +407,7 @@ def generate_split(name: str, n_docs: int, image_dir: str | os.PathLike, *, seed
     sentences, images, pairs, sizes = [], [], [], {}
     for d in range(n_docs):
         doc_id = f"SYN_{name}_{d:05d}"
-        main = rng.choice(schema.EVENT_TYPES)
+        main = rng.choice(ontology.EVENT_TYPES)
         n_img = rng.randint(*images_per_doc)
         doc_images = []
         for k in range(n_img):
@@ -311,24 +421,29 @@ def generate_split(name: str, n_docs: int, image_dir: str | os.PathLike, *, seed
             if r < p_no_event:
                 types = []
             elif r < p_no_event + p_two_events:
-                types = [main, rng.choice(schema.EVENT_TYPES)]
+                types = [main, rng.choice(ontology.EVENT_TYPES)]
             else:
-                types = [main if rng.random() < 0.7 else rng.choice(schema.EVENT_TYPES)]
+                types = [main if rng.random() < 0.7 else rng.choice(ontology.EVENT_TYPES)]
             s = _sentence(f"{doc_id}_{j}", doc_id, types, files, rng)
             sentences.append(s)
             for t in dict.fromkeys(e.event_type for e in s.events):
-                pairs += [CorefPair(s.sentence_id, i.image_id, t) for i in doc_images
-                          if i.events and i.events[0].event_type == t]
+                pairs += [
+                    CorefPair(s.sentence_id, i.image_id, t)
+                    for i in doc_images
+                    if i.events and i.events[0].event_type == t
+                ]
         images += doc_images
     return SyntheticSplit(name, tuple(sentences), tuple(images), tuple(pairs), sizes)
 
 
-def generate_corpus(image_dir: str | os.PathLike, *, seed: int = 0, train_docs: int = 200,
-                    heldout_docs: int = 50, **kwargs) -> dict[str, SyntheticSplit]:
+def generate_corpus(
+    image_dir: str | os.PathLike, *, seed: int = 0, train_docs: int = 200, heldout_docs: int = 50, **kwargs
+) -> dict[str, SyntheticSplit]:
     """{'train': ..., 'heldout': ...}; images under image_dir/<split>/."""
-    return {name: generate_split(name, n, os.path.join(os.fspath(image_dir), name),
-                                 seed=seed, **kwargs)
-            for name, n in (("train", train_docs), ("heldout", heldout_docs))}
+    return {
+        name: generate_split(name, n, os.path.join(os.fspath(image_dir), name), seed=seed, **kwargs)
+        for name, n in (("train", train_docs), ("heldout", heldout_docs))
+    }
 
 
 def _number(v: float):
@@ -342,14 +457,24 @@ def write_m2e2_format(split: SyntheticSplit, out_dir: str | os.PathLike) -> dict
 
     def span(s):
         return {"start": s.start, "end": s.end, "text": s.text}
-    text = [{"sentence_id": s.sentence_id, "words": list(s.words), "image": list(s.images),
-             "golden-entity-mentions": [{"entity-type": m.entity_type, **span(m.span)}
-                                        for m in s.entities],
-             "golden-event-mentions": [{"event_type": e.event_type, "trigger": span(e.trigger),
-                                        "arguments": [{"role": a.role, **span(a.span)}
-                                                      for a in e.arguments]}
-                                       for e in s.events]}
-            for s in split.sentences]
+
+    text = [
+        {
+            "sentence_id": s.sentence_id,
+            "words": list(s.words),
+            "image": list(s.images),
+            "golden-entity-mentions": [{"entity-type": m.entity_type, **span(m.span)} for m in s.entities],
+            "golden-event-mentions": [
+                {
+                    "event_type": e.event_type,
+                    "trigger": span(e.trigger),
+                    "arguments": [{"role": a.role, **span(a.span)} for a in e.arguments],
+                }
+                for e in s.events
+            ],
+        }
+        for s in split.sentences
+    ]
     image = {}
     for item in split.images:
         if not item.events:
@@ -357,12 +482,13 @@ def write_m2e2_format(split: SyntheticSplit, out_dir: str | os.PathLike) -> dict
         e = item.events[0]
         roles: dict[str, list] = {}
         for a in e.arguments:
-            roles.setdefault(a.role, []).append(["1", *(_number(v) for v in (
-                a.box.x1, a.box.y1, a.box.x2, a.box.y2))])
+            roles.setdefault(a.role, []).append(["1", *(_number(v) for v in (a.box.x1, a.box.y1, a.box.x2, a.box.y2))])
         image[item.image_id] = {"event_type": e.event_type, "role": roles}
-    paths = {"text": os.path.join(out_dir, f"{split.name}_text_event.json"),
-             "image": os.path.join(out_dir, f"{split.name}_image_event.json"),
-             "coref": os.path.join(out_dir, f"{split.name}_crossmedia_coref.txt")}
+    paths = {
+        "text": os.path.join(out_dir, f"{split.name}_text_event.json"),
+        "image": os.path.join(out_dir, f"{split.name}_image_event.json"),
+        "coref": os.path.join(out_dir, f"{split.name}_crossmedia_coref.txt"),
+    }
     with open(paths["text"], "w", encoding="utf-8") as f:
         json.dump(text, f, indent=1)
     with open(paths["image"], "w", encoding="utf-8") as f:

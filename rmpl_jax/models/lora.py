@@ -1,7 +1,7 @@
 """Functional LoRA: y = x W + (alpha / r) (x A) B on chosen `common.Linear` layers.
 
 A is random (PEFT's kaiming-uniform bound 1/sqrt(in)), B is zero, so a freshly adapted model
-equals the base model. Adapters are `LoRAParam`s: `nnx.split(model, LoRAParam, ...)` gives
+equals the base model. Adapters are `nnx.LoRAParam`s: `nnx.split(model, nnx.LoRAParam, ...)` gives
 the trainable part. Targets are chosen by a regex over *projection paths*: a Linear's path
 in the model, except that a fused Linear offers one path per HF projection it holds
 (`layers/self_attn/qkv_proj` -> `layers/self_attn/q_proj`, `.../k_proj`, `.../v_proj`), each
@@ -15,7 +15,7 @@ import re
 import jax.numpy as jnp
 from flax import nnx
 
-from rmpl_jax.models.common import Linear, LoRAParam, modules_by_path
+from rmpl_jax.models.layers import Linear, modules_by_path
 
 # All attention and MLP projections of the language model (vision tower excluded).
 DEFAULT_TARGETS = r"^layers/(self_attn/(q|k|v|o)_proj|mlp/(gate|up|down)_proj)$"
@@ -32,8 +32,14 @@ def projection_paths(model: nnx.Module) -> dict[str, tuple[str, str | None]]:
     return out
 
 
-def apply_lora(model: nnx.Module, rank: int, alpha: float, targets_regex: str = DEFAULT_TARGETS,
-               rngs: nnx.Rngs | None = None, param_dtype=jnp.float32) -> list[str]:
+def apply_lora(
+    model: nnx.Module,
+    rank: int,
+    alpha: float,
+    targets_regex: str = DEFAULT_TARGETS,
+    rngs: nnx.Rngs | None = None,
+    param_dtype=jnp.float32,
+) -> list[str]:
     """Attaches adapters (in place) to every projection whose path matches `targets_regex`
     (`re.search`); returns the adapted projection paths. Raises if nothing matches or a
     projection already has an adapter."""
@@ -42,8 +48,10 @@ def apply_lora(model: nnx.Module, rank: int, alpha: float, targets_regex: str = 
     linears = modules_by_path(model, Linear)
     chosen = sorted(p for p in projection_paths(model) if pattern.search(p))
     if not chosen:
-        raise ValueError(f"LoRA target regex {targets_regex!r} matches no projection; "
-                         f"some paths: {sorted(projection_paths(model))[:8]}")
+        raise ValueError(
+            f"LoRA target regex {targets_regex!r} matches no projection; "
+            f"some paths: {sorted(projection_paths(model))[:8]}"
+        )
     for name in chosen:
         path, seg = projection_paths(model)[name]
         if seg in linears[path].lora_segments:
@@ -66,4 +74,4 @@ def has_lora(model: nnx.Module) -> bool:
 
 def lora_state(model: nnx.Module) -> nnx.State:
     """The adapter weights only (what stage training updates and checkpoints)."""
-    return nnx.state(model, LoRAParam)
+    return nnx.state(model, nnx.LoRAParam)

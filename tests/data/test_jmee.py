@@ -6,23 +6,27 @@ import os
 import pytest
 
 from rmpl_jax.data.jmee import read_jmee
-from rmpl_jax.data.read_report import DataError
-from rmpl_jax.records import Span, TextArgument
+from rmpl_jax.io.read_report import DataError
+from rmpl_jax.m2e2.records import Span, TextArgument
 
-WORDS = "Rebels attacked the town on Monday and later bought weapons .".split()
+WORDS = ["Rebels", "attacked", "the", "town", "on", "Monday", "and", "later", "bought", "weapons", "."]
 
 
 def _event(event_type, trigger, args=()):
-    return {"event_type": event_type,
-            "trigger": {"start": trigger[0], "end": trigger[1], "text": " ".join(WORDS[slice(*trigger)])},
-            "arguments": [{"role": r, "start": s, "end": e, "text": " ".join(WORDS[s:e])}
-                          for r, s, e in args]}
+    return {
+        "event_type": event_type,
+        "trigger": {"start": trigger[0], "end": trigger[1], "text": " ".join(WORDS[slice(*trigger)])},
+        "arguments": [{"role": r, "start": s, "end": e, "text": " ".join(WORDS[s:e])} for r, s, e in args],
+    }
 
 
 def _sentence(events, **extra):
-    return {"words": WORDS, "golden-entity-mentions": [
-        {"entity-type": "ORG", "start": 0, "end": 1, "text": "Rebels"}],
-        "golden-event-mentions": events, **extra}
+    return {
+        "words": WORDS,
+        "golden-entity-mentions": [{"entity-type": "ORG", "start": 0, "end": 1, "text": "Rebels"}],
+        "golden-event-mentions": events,
+        **extra,
+    }
 
 
 def _write(tmp_path, data, name="ace_train.json"):
@@ -33,10 +37,13 @@ def _write(tmp_path, data, name="ace_train.json"):
 
 def test_reads_maps_and_counts(tmp_path):
     data = [
-        _sentence([_event("Conflict:Attack", (1, 2), [("Attacker", 0, 1), ("Target", 2, 4),
-                                                     ("Time-Within", 4, 6)]),
-                   _event("Transaction:Transfer-Ownership", (8, 9), [("Buyer", 0, 1)])],
-                  sentence_id="DOC_A_3"),
+        _sentence(
+            [
+                _event("Conflict:Attack", (1, 2), [("Attacker", 0, 1), ("Target", 2, 4), ("Time-Within", 4, 6)]),
+                _event("Transaction:Transfer-Ownership", (8, 9), [("Buyer", 0, 1)]),
+            ],
+            sentence_id="DOC_A_3",
+        ),
         _sentence([_event("Justice||Arrest|Jail", (1, 2), [("person", 2, 4)])]),
         _sentence([]),
     ]
@@ -46,8 +53,10 @@ def test_reads_maps_and_counts(tmp_path):
     (attack,) = sentences[0].events
     assert attack.event_type == "Conflict:Attack"
     assert attack.trigger == Span(1, 2, "attacked")
-    assert attack.arguments == (TextArgument("Attacker", Span(0, 1, "Rebels")),
-                                TextArgument("Target", Span(2, 4, "the town")))
+    assert attack.arguments == (
+        TextArgument("Attacker", Span(0, 1, "Rebels")),
+        TextArgument("Target", Span(2, 4, "the town")),
+    )
     # canonical type spelling and case-forgiving role lookup
     assert sentences[1].events[0].event_type == "Justice:Arrest-Jail"
     assert sentences[1].events[0].arguments[0].role == "Person"
@@ -59,16 +68,19 @@ def test_reads_maps_and_counts(tmp_path):
     assert report.counts["events"] == 2 and report.counts["arguments"] == 3
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda s: s["golden-event-mentions"][0].update(event_type="Conflict:Riot"), "event_type"),
-    (lambda s: s["golden-event-mentions"][0]["arguments"][0].update(end=99), "outside the sentence"),
-    (lambda s: s["golden-event-mentions"][0]["trigger"].update(start=2, end=2), "empty"),
-    (lambda s: s.pop("words"), "missing key 'words'"),
-    (lambda s: s["golden-event-mentions"][0]["trigger"].update(start="1"), "must be int"),
-    (lambda s: s["golden-event-mentions"][0].pop("arguments"), "missing key 'arguments'"),
-    (lambda s: s["golden-entity-mentions"][0].pop("entity-type"), "entity-type"),
-    (lambda s: s.update(words=["a", "", "c"] + WORDS[3:]), "token 1"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda s: s["golden-event-mentions"][0].update(event_type="Conflict:Riot"), "event_type"),
+        (lambda s: s["golden-event-mentions"][0]["arguments"][0].update(end=99), "outside the sentence"),
+        (lambda s: s["golden-event-mentions"][0]["trigger"].update(start=2, end=2), "empty"),
+        (lambda s: s.pop("words"), "missing key 'words'"),
+        (lambda s: s["golden-event-mentions"][0]["trigger"].update(start="1"), "must be int"),
+        (lambda s: s["golden-event-mentions"][0].pop("arguments"), "missing key 'arguments'"),
+        (lambda s: s["golden-entity-mentions"][0].pop("entity-type"), "entity-type"),
+        (lambda s: s.update(words=["a", "", "c"] + WORDS[3:]), "token 1"),
+    ],
+)
 def test_bad_record_strict_and_lenient(tmp_path, mutate, message):
     good = _sentence([_event("Conflict:Attack", (1, 2), [("Attacker", 0, 1)])], sentence_id="S_0")
     bad = _sentence([_event("Conflict:Attack", (1, 2), [("Attacker", 0, 1)])], sentence_id="S_1")

@@ -4,13 +4,16 @@ import os
 
 import pytest
 
-from rmpl_jax.data.mnre import MNRE_RELATIONS, read_mnre
-from rmpl_jax.data.read_report import DataError
-from rmpl_jax.records import Span
+from rmpl_jax.data.mnre import read_mnre
+from rmpl_jax.io.read_report import DataError
+from rmpl_jax.m2e2.ontology import MNRE_RELATIONS
+from rmpl_jax.m2e2.records import Span
 
-GOOD = ("{'token': ['RT', '@bob', ':', 'Bill', 'Cosby', 'visits', 'Ohio'], "
-        "'h': {'name': 'Bill Cosby', 'pos': [3, 5]}, 't': {'name': 'Ohio', 'pos': [6, 7]}, "
-        "'img_id': 'tw_1.jpg', 'relation': '/per/loc/place_of_residence'}")
+GOOD = (
+    "{'token': ['RT', '@bob', ':', 'Bill', 'Cosby', 'visits', 'Ohio'], "
+    "'h': {'name': 'Bill Cosby', 'pos': [3, 5]}, 't': {'name': 'Ohio', 'pos': [6, 7]}, "
+    "'img_id': 'tw_1.jpg', 'relation': '/per/loc/place_of_residence'}"
+)
 
 
 @pytest.mark.parametrize("split, count", [("train", 12247), ("val", 1624), ("test", 1614)])
@@ -20,7 +23,7 @@ def test_real_splits(split, count, shared_data_dir):
     assert report.counts["images_missing"] == count  # no images offline
     assert {r.relation for r in records} <= set(MNRE_RELATIONS)
     for r in records[:200]:
-        assert r.head.text == " ".join(r.tokens[r.head.start:r.head.end])
+        assert r.head.text == " ".join(r.tokens[r.head.start : r.head.end])
     if split == "train":
         assert {r.relation for r in records} == set(MNRE_RELATIONS)
 
@@ -37,15 +40,18 @@ def test_fixture_and_images(tmp_path):
     assert records[1].image is None and report.counts["images_missing"] == 1
 
 
-@pytest.mark.parametrize("line, message", [
-    ("{'token': ['a'], ", "not a Python literal"),
-    ("__import__('os').system('true')", "not a Python literal"),  # never evaluated
-    (GOOD.replace("[6, 7]", "[6, 9]"), "outside the sentence"),
-    (GOOD.replace("/per/loc/place_of_residence", "/per/loc/lives"), "relation"),
-    (GOOD.replace("'img_id': 'tw_1.jpg', ", ""), "missing key 'img_id'"),
-    (GOOD.replace("'pos': [3, 5]", "'pos': [3]"), "'pos'"),
-    ("[1, 2]", "expected an object"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("{'token': ['a'], ", "not a Python literal"),
+        ("__import__('os').system('true')", "not a Python literal"),  # never evaluated
+        (GOOD.replace("[6, 7]", "[6, 9]"), "outside the sentence"),
+        (GOOD.replace("/per/loc/place_of_residence", "/per/loc/lives"), "relation"),
+        (GOOD.replace("'img_id': 'tw_1.jpg', ", ""), "missing key 'img_id'"),
+        (GOOD.replace("'pos': [3, 5]", "'pos': [3]"), "'pos'"),
+        ("[1, 2]", "expected an object"),
+    ],
+)
 def test_bad_lines(tmp_path, line, message):
     path = tmp_path / "m.txt"
     path.write_text(GOOD + "\n" + line + "\n" + GOOD + "\n")

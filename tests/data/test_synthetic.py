@@ -7,11 +7,11 @@ import time
 import pytest
 from PIL import Image
 
-from rmpl_jax import schema, tasks
-from rmpl_jax.boxes import Qwen2VLBoxes
 from rmpl_jax.data import synthetic
 from rmpl_jax.data.jmee import read_jmee
-from rmpl_jax.records import doc_id_of
+from rmpl_jax.m2e2 import grammar, ontology, parse, render
+from rmpl_jax.m2e2.boxes import Qwen2VLBoxes
+from rmpl_jax.m2e2.records import doc_id_of
 
 
 @pytest.fixture(scope="module")
@@ -33,17 +33,16 @@ def test_size_and_speed(corpus):
 def test_coverage(corpus):
     train = corpus[0]["train"]
     types = collections.Counter(e.event_type for s in train.sentences for e in s.events)
-    assert set(types) == set(schema.EVENT_TYPES)
+    assert set(types) == set(ontology.EVENT_TYPES)
     roles = {(e.event_type, a.role) for s in train.sentences for e in s.events for a in e.arguments}
-    assert roles == {(t, r) for t, rs in schema.TEXT_ROLES.items() for r in rs}
+    assert roles == {(t, r) for t, rs in ontology.TEXT_ROLES.items() for r in rs}
     n_events = collections.Counter(len(s.events) for s in train.sentences)
     assert n_events[0] > 0 and n_events[2] > 0 and set(n_events) <= {0, 1, 2}
     image_types = {i.events[0].event_type for i in train.images if i.events}
-    assert image_types == set(schema.EVENT_TYPES)
+    assert image_types == set(ontology.EVENT_TYPES)
     assert any(not i.events for i in train.images)
-    image_roles = {(i.events[0].event_type, a.role) for i in train.images if i.events
-                   for a in i.events[0].arguments}
-    assert image_roles == {(t, r) for t, rs in schema.IMAGE_ROLES.items() for r in rs}
+    image_roles = {(i.events[0].event_type, a.role) for i in train.images if i.events for a in i.events[0].arguments}
+    assert image_roles == {(t, r) for t, rs in ontology.IMAGE_ROLES.items() for r in rs}
 
 
 def test_records_are_consistent(corpus):
@@ -53,13 +52,13 @@ def test_records_are_consistent(corpus):
         for s in split.sentences:
             for e in s.events:
                 for span in (e.trigger, *(a.span for a in e.arguments)):
-                    assert span.text == " ".join(s.words[span.start:span.end])
+                    assert span.text == " ".join(s.words[span.start : span.end])
             assert all(f"{doc_id_of(f[:-4])}" == s.doc_id for f in s.images)
         for i in split.images:
             w, h = split.image_sizes[i.image_id]
             with Image.open(i.path) as img:
                 assert img.size == (w, h) and 224 <= w <= 448 and 224 <= h <= 448
-            for a in (i.events[0].arguments if i.events else ()):
+            for a in i.events[0].arguments if i.events else ():
                 b = a.box
                 assert 0 <= b.x1 < b.x2 <= w and 0 <= b.y1 < b.y2 <= h
         assert split.pairs
@@ -69,9 +68,14 @@ def test_records_are_consistent(corpus):
             assert p.event_type in {e.event_type for e in s.events}
             assert i.events[0].event_type == p.event_type
         # every sentence/image couple of a document sharing a type is a pair
-        expected = {(s.sentence_id, i.image_id, e.event_type) for s in split.sentences
-                    for i in split.images if i.events and s.doc_id == doc_id_of(i.image_id)
-                    for e in s.events if e.event_type == i.events[0].event_type}
+        expected = {
+            (s.sentence_id, i.image_id, e.event_type)
+            for s in split.sentences
+            for i in split.images
+            if i.events and s.doc_id == doc_id_of(i.image_id)
+            for e in s.events
+            if e.event_type == i.events[0].event_type
+        }
         assert {(p.sentence_id, p.image_id, p.event_type) for p in split.pairs} == expected
 
 
@@ -107,7 +111,7 @@ def test_deterministic_and_splits_disjoint(tmp_path, corpus):
     assert [_digest(i.path) for i in a.images] == [_digest(i.path) for i in b.images]
     assert a.sentences != c.sentences
     # same seed + name as the fixture's train split: same prefix of documents
-    assert a.sentences == corpus[0]["train"].sentences[:len(a.sentences)]
+    assert a.sentences == corpus[0]["train"].sentences[: len(a.sentences)]
     train, held = corpus[0]["train"], corpus[0]["heldout"]
     assert not {s.sentence_id for s in train.sentences} & {s.sentence_id for s in held.sentences}
     assert not {i.path for i in train.images} & {i.path for i in held.images}
@@ -118,13 +122,13 @@ def test_renders_and_parses(corpus):
     split = corpus[0]["heldout"]
     codec = Qwen2VLBoxes()
     for s in split.sentences:
-        for task in tasks.TEXT_TASKS:
-            for ex in tasks.render(task, s):
-                assert tasks.parse(ex.target, ex.context).failures == 0
+        for task in grammar.TEXT_TASKS:
+            for ex in render.render(task, s):
+                assert parse.parse(ex.target, ex.context).failures == 0
     for i in split.images:
-        for task in tasks.IMAGE_TASKS:
-            for ex in tasks.render(task, i, image_size=split.image_sizes[i.image_id], codec=codec):
-                assert tasks.parse(ex.target, ex.context).failures == 0
+        for task in grammar.IMAGE_TASKS:
+            for ex in render.render(task, i, image_size=split.image_sizes[i.image_id], codec=codec):
+                assert parse.parse(ex.target, ex.context).failures == 0
 
 
 def test_m2e2_layout_reads_back(tmp_path, corpus):

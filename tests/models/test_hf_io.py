@@ -17,10 +17,10 @@ transformers = pytest.importorskip("transformers")
 from safetensors.numpy import load_file, save_file  # noqa: E402
 
 from rmpl_jax.models import qwen2_vl as Q  # noqa: E402
-from rmpl_jax.models.common import variables_by_path  # noqa: E402
-from rmpl_jax.models.hf_io import CheckpointError, LoadReport  # noqa: E402
-from rmpl_jax.models.registry import family_for_dir, get_family  # noqa: E402
-from tests.models.hf_tiny import IMAGE_TOKEN, image_patches, make_tiny_qwen, tokens_with_images  # noqa: E402
+from rmpl_jax.models.family import family_for_dir, get_family  # noqa: E402
+from rmpl_jax.models.hf.safetensors_io import CheckpointError, LoadReport  # noqa: E402
+from rmpl_jax.models.layers import variables_by_path  # noqa: E402
+from tests.testing.hf_tiny import IMAGE_TOKEN, image_patches, make_tiny_qwen, tokens_with_images  # noqa: E402
 
 GRID = [[1, 4, 6]]
 CLASSES = {"qwen2_vl": "Qwen2VLForConditionalGeneration", "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration"}
@@ -33,9 +33,12 @@ def _inputs(torch_model):
 
 def _torch_logits(model, ids, pixels):
     with torch.no_grad():
-        return model(input_ids=torch.tensor(ids), pixel_values=torch.tensor(pixels),
-                     image_grid_thw=torch.tensor(GRID),
-                     mm_token_type_ids=torch.tensor((ids == IMAGE_TOKEN).astype(np.int64))).logits.numpy()
+        return model(
+            input_ids=torch.tensor(ids),
+            pixel_values=torch.tensor(pixels),
+            image_grid_thw=torch.tensor(GRID),
+            mm_token_type_ids=torch.tensor((ids == IMAGE_TOKEN).astype(np.int64)),
+        ).logits.numpy()
 
 
 def _our_logits(model, ids, pixels):
@@ -82,13 +85,14 @@ def test_sharded_export_and_load(tmp_path):
     index = json.loads((out / "model.safetensors.index.json").read_text())
     assert set(index["weight_map"].values()) == {f.name for f in files}
     ids, pixels = _inputs(torch_model)
-    np.testing.assert_array_equal(_torch_logits(_load_torch(out, "qwen2_5_vl"), ids, pixels),
-                                  _torch_logits(torch_model, ids, pixels))
+    np.testing.assert_array_equal(
+        _torch_logits(_load_torch(out, "qwen2_5_vl"), ids, pixels), _torch_logits(torch_model, ids, pixels)
+    )
     np.testing.assert_array_equal(_our_logits(Q.load_hf(out), ids, pixels), _our_logits(model, ids, pixels))
 
 
 def test_bf16_checkpoint_and_bf16_export(tmp_path):
-    hf_dir, torch_model = make_tiny_qwen(tmp_path, "qwen2_5_vl", save=False)
+    _hf_dir, torch_model = make_tiny_qwen(tmp_path, "qwen2_5_vl", save=False)
     bf16_dir = tmp_path / "bf16"
     torch_model.to(torch.bfloat16).save_pretrained(bf16_dir)
     model = Q.load_hf(bf16_dir)  # float32 params from bf16 tensors
@@ -148,7 +152,7 @@ def test_transformers5_names_and_ignored_buffers(tmp_path):
         out = {}
         for k, v in t.items():
             if k.startswith("model."):
-                k = "model.language_model." + k[len("model."):]
+                k = "model.language_model." + k[len("model.") :]
             elif k.startswith("visual."):
                 k = "model." + k
             out[k] = v
@@ -174,7 +178,7 @@ def test_tied_embeddings(tmp_path):
     from safetensors import safe_open
 
     with safe_open(str(out / "model.safetensors"), "numpy") as f:
-        assert "lm_head.weight" not in f.keys()
+        assert "lm_head.weight" not in f.keys()  # noqa: SIM118 (safe_open is not a mapping)
     np.testing.assert_array_equal(_torch_logits(_load_torch(out, "qwen2_5_vl"), ids, pixels), ref)
 
 

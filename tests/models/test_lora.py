@@ -16,10 +16,9 @@ pytest.importorskip("transformers")
 from flax import nnx  # noqa: E402
 
 from rmpl_jax.models import qwen2_vl as Q  # noqa: E402
-from rmpl_jax.models.common import Linear, LoRAParam, modules_by_path, variables_by_path  # noqa: E402
-from rmpl_jax.models.lora import (DEFAULT_TARGETS, apply_lora, has_lora, lora_state, merge_lora,  # noqa: E402
-                                  projection_paths)
-from tests.models.hf_tiny import make_tiny_qwen  # noqa: E402
+from rmpl_jax.models.layers import Linear, modules_by_path, variables_by_path  # noqa: E402
+from rmpl_jax.models.lora import DEFAULT_TARGETS, apply_lora, has_lora, lora_state, merge_lora, projection_paths  # noqa: E402
+from tests.testing.hf_tiny import make_tiny_qwen  # noqa: E402
 
 RANK, ALPHA = 4, 8.0
 
@@ -41,7 +40,7 @@ def _logits(model, ids):
 
 def _randomize_b(model, seed=0):
     rng = np.random.default_rng(seed)
-    for var in variables_by_path(model, LoRAParam).values():
+    for var in variables_by_path(model, nnx.LoRAParam).values():
         var.set_value(jnp.asarray(rng.normal(0, 0.2, var.get_value().shape), var.get_value().dtype))
 
 
@@ -50,10 +49,19 @@ def test_default_targets_and_zero_b_is_identity(tiny):
     model = Q.load_hf(hf_dir, with_vision=False)
     base = _logits(model, _ids())
     adapted = apply_lora(model, RANK, ALPHA)
-    assert adapted == sorted(f"layers/{p}" for p in ["self_attn/q_proj", "self_attn/k_proj", "self_attn/v_proj",
-                                                      "self_attn/o_proj", "mlp/gate_proj", "mlp/up_proj",
-                                                      "mlp/down_proj"])
-    adapters = variables_by_path(model, LoRAParam)
+    assert adapted == sorted(
+        f"layers/{p}"
+        for p in [
+            "self_attn/q_proj",
+            "self_attn/k_proj",
+            "self_attn/v_proj",
+            "self_attn/o_proj",
+            "mlp/gate_proj",
+            "mlp/up_proj",
+            "mlp/down_proj",
+        ]
+    )
+    adapters = variables_by_path(model, nnx.LoRAParam)
     assert len(adapters) == 14
     a = adapters["layers/self_attn/qkv_proj/lora_a_k_proj"]
     b = adapters["layers/self_attn/qkv_proj/lora_b_k_proj"]
@@ -80,7 +88,7 @@ def test_merge_equals_unmerged_and_export_merges(tiny, tmp_path):
     assert has_lora(model)
     exported = _logits(Q.load_hf(tmp_path / "merged"), _ids())
     merge_lora(model)
-    assert not has_lora(model) and not variables_by_path(model, LoRAParam)
+    assert not has_lora(model) and not variables_by_path(model, nnx.LoRAParam)
     merged = _logits(model, _ids())
     print(f"merge max|diff| {np.abs(merged - adapted).max():.2e}, export {np.abs(exported - adapted).max():.2e}")
     np.testing.assert_allclose(merged, adapted, atol=1e-5)
@@ -98,7 +106,7 @@ def test_fused_adapters_equal_separate_peft_adapters(tiny):
     ours = _logits(model, _ids())
 
     ref_model = copy.deepcopy(torch_model)
-    adapters = {k: np.asarray(v[...]) for k, v in variables_by_path(model, LoRAParam).items()}
+    adapters = {k: np.asarray(v[...]) for k, v in variables_by_path(model, nnx.LoRAParam).items()}
     owner = {"q_proj": "self_attn/qkv_proj", "v_proj": "self_attn/qkv_proj", "gate_proj": "mlp/gate_up_proj"}
     with torch.no_grad():
         for i, layer in enumerate(ref_model.model.language_model.layers):
@@ -118,7 +126,7 @@ def test_split_and_gradients_reach_only_adapters(tiny):
     hf_dir, _ = tiny
     model = Q.load_hf(hf_dir, with_vision=False)
     apply_lora(model, RANK, ALPHA)
-    graphdef, lora, rest = nnx.split(model, LoRAParam, ...)
+    graphdef, lora, rest = nnx.split(model, nnx.LoRAParam, ...)
     assert len(jax.tree.leaves(lora)) == 14 and jax.tree.leaves(lora_state(model))
     ids = jnp.asarray(_ids())
 

@@ -6,13 +6,12 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
-
 from flax import nnx
 
 from rmpl_jax.models import qwen2_vl as Q
-from rmpl_jax.models.common import variables_by_path
-from rmpl_jax.models.presets import QWEN2_VL_7B, QWEN25_VL_3B, QWEN25_VL_7B, QWEN25_VL_TINY
-from rmpl_jax.models.qwen2_vl_config import Qwen2VLConfig
+from rmpl_jax.models.layers import variables_by_path
+from rmpl_jax.models.qwen2_vl.config import Qwen2VLConfig
+from rmpl_jax.models.qwen2_vl.presets import QWEN2_VL_7B, QWEN25_VL_3B, QWEN25_VL_7B, QWEN25_VL_TINY
 
 
 def _our_count(hf_config: dict) -> tuple[int, Q.Qwen2VL]:
@@ -44,8 +43,9 @@ def test_qwen25_vl_7b_has_published_count():
     assert qkv.get_metadata()["out_sharding"] == ("layers", "embed", "q_heads")
 
 
-@pytest.mark.parametrize("name,config", [("qwen2.5-vl-3b", QWEN25_VL_3B), ("qwen2-vl-7b", QWEN2_VL_7B),
-                                         ("qwen2.5-vl-tiny", QWEN25_VL_TINY)])
+@pytest.mark.parametrize(
+    "name,config", [("qwen2.5-vl-3b", QWEN25_VL_3B), ("qwen2-vl-7b", QWEN2_VL_7B), ("qwen2.5-vl-tiny", QWEN25_VL_TINY)]
+)
 def test_other_sizes_match_transformers(name, config):
     ours, _ = _our_count(config)
     hf = _hf_count(config)

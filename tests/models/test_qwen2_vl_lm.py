@@ -14,10 +14,10 @@ pytest.importorskip("transformers")
 
 from flax import nnx  # noqa: E402
 
-from tests.models.hf_tiny import IMAGE_TOKEN, image_patches, make_tiny_qwen, tokens_with_images  # noqa: E402
 from rmpl_jax.models import qwen2_vl as Q  # noqa: E402
-from rmpl_jax.models.mrope import check_image_tokens, mrope_position_ids  # noqa: E402
-from rmpl_jax.models.qwen2_vl_config import Qwen2VLConfig  # noqa: E402
+from rmpl_jax.models.qwen2_vl.config import Qwen2VLConfig  # noqa: E402
+from rmpl_jax.models.qwen2_vl.mrope import check_image_tokens, mrope_position_ids  # noqa: E402
+from tests.testing.hf_tiny import IMAGE_TOKEN, image_patches, make_tiny_qwen, tokens_with_images  # noqa: E402
 
 TOL = 1e-4
 VARIANTS = ["qwen2_5_vl", "qwen2_vl"]
@@ -25,7 +25,7 @@ ONE_IMAGE = [[1, 4, 6]]
 TWO_IMAGES = [[1, 4, 8], [1, 6, 2]]  # wide then tall
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _pair(variant: str, tmp_root: str):
     hf_dir, torch_model = make_tiny_qwen(tmp_root, variant)
     return hf_dir, torch_model, Q.load_hf(hf_dir)
@@ -41,15 +41,18 @@ def _hf_logits(model, ids, mask=None, grid=None, pixels=None, position_ids=None)
     if mask is not None:
         kw["attention_mask"] = torch.tensor(mask)
     if grid is not None:
-        kw.update(pixel_values=torch.tensor(pixels), image_grid_thw=torch.tensor(grid),
-                  mm_token_type_ids=torch.tensor((ids == IMAGE_TOKEN).astype(np.int64)))
+        kw.update(
+            pixel_values=torch.tensor(pixels),
+            image_grid_thw=torch.tensor(grid),
+            mm_token_type_ids=torch.tensor((ids == IMAGE_TOKEN).astype(np.int64)),
+        )
     if position_ids is not None:
         kw["position_ids"] = torch.tensor(np.asarray(position_ids, np.int64))
     with torch.no_grad():
         return model(**kw).logits.numpy()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _jitted(model, grid_key):
     # One compile per (model, grid, shapes): far faster than op-by-op eager dispatch.
     graphdef, state = nnx.split(model)
@@ -68,8 +71,13 @@ def _ours(model, ids, mask=None, grid=None, pixels=None):
         check_image_tokens(ids, mask, grid, image_token_id=IMAGE_TOKEN, spatial_merge_size=2)
     grid_key = None if grid is None else tuple(map(tuple, np.asarray(grid).tolist()))
     run = _jitted(model, grid_key)
-    return np.asarray(run(jnp.asarray(ids), None if mask is None else jnp.asarray(mask),
-                          None if pixels is None else jnp.asarray(pixels)))
+    return np.asarray(
+        run(
+            jnp.asarray(ids),
+            None if mask is None else jnp.asarray(mask),
+            None if pixels is None else jnp.asarray(pixels),
+        )
+    )
 
 
 def _pad_batch(rows, side):
@@ -122,7 +130,7 @@ def test_padded_batch_with_images(pair, side):
     for i, row in enumerate(rows):
         n_before = sum(int(np.prod(g)) for g in grid[:i])
         n_img = int(np.prod(grid[i]))
-        alone = _ours(model, row[None], grid=[grid[i]], pixels=pixels[n_before:n_before + n_img])
+        alone = _ours(model, row[None], grid=[grid[i]], pixels=pixels[n_before : n_before + n_img])
         np.testing.assert_allclose(ours[i][valid[i]], alone[0], atol=TOL)
 
 
@@ -135,8 +143,9 @@ def test_right_padding_needs_no_mask(pair):
     ids, mask = _pad_batch(rows, "right")
     pixels = np.random.default_rng(0).normal(size=(sum(int(np.prod(g)) for g in grid), 1176)).astype(np.float32)
     valid = mask.astype(bool)
-    np.testing.assert_allclose(_ours(model, ids, None, grid, pixels)[valid],
-                               _ours(model, ids, mask, grid, pixels)[valid], atol=1e-5)
+    np.testing.assert_allclose(
+        _ours(model, ids, None, grid, pixels)[valid], _ours(model, ids, mask, grid, pixels)[valid], atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("side", ["left", "right"])
@@ -147,8 +156,9 @@ def test_padded_text_only(pair, side):
     positions, _ = mrope_position_ids(ids, mask, None, image_token_id=IMAGE_TOKEN, spatial_merge_size=2)
     # HF's own forward would use 0..T-1 for padded text; we (and HF's get_rope_index) count
     # valid tokens, so hand HF the same ids. Those ids equal HF's rule:
-    hf_pos, _ = torch_model.model.get_rope_index(torch.tensor(ids), torch.zeros(ids.shape, dtype=torch.int64),
-                                                 attention_mask=torch.tensor(mask))
+    hf_pos, _ = torch_model.model.get_rope_index(
+        torch.tensor(ids), torch.zeros(ids.shape, dtype=torch.int64), attention_mask=torch.tensor(mask)
+    )
     np.testing.assert_array_equal(positions[:, mask.astype(bool)], hf_pos.numpy()[:, mask.astype(bool)])
     ours = _ours(model, ids, mask)
     ref = _hf_logits(torch_model, ids, mask, position_ids=positions)
@@ -174,22 +184,26 @@ def test_position_ids_equal_hf_get_rope_index(pair, case):
     rows, used = [], 0
     for i, lens in enumerate(text_lens):
         n = len(lens) - 1
-        rows.append(tokens_with_images(lens, grid[used:used + n], seed=10 + i))
+        rows.append(tokens_with_images(lens, grid[used : used + n], seed=10 + i))
         used += n
     ids, mask = _pad_batch(rows, "left" if side == "none" else side)
     mask_arg = None if side == "none" else mask
     check_image_tokens(ids, mask_arg, grid, image_token_id=IMAGE_TOKEN, spatial_merge_size=2)
     ours, deltas = mrope_position_ids(ids, mask_arg, grid, image_token_id=IMAGE_TOKEN, spatial_merge_size=2)
     ref, ref_deltas = torch_model.model.get_rope_index(
-        torch.tensor(ids), torch.tensor((ids == IMAGE_TOKEN).astype(np.int64)),
-        image_grid_thw=torch.tensor(grid), attention_mask=None if mask_arg is None else torch.tensor(mask))
+        torch.tensor(ids),
+        torch.tensor((ids == IMAGE_TOKEN).astype(np.int64)),
+        image_grid_thw=torch.tensor(grid),
+        attention_mask=None if mask_arg is None else torch.tensor(mask),
+    )
     valid = mask.astype(bool)
     np.testing.assert_array_equal(ours[:, valid], ref.numpy()[:, valid])
     np.testing.assert_array_equal(deltas, ref_deltas.numpy())
     assert (ours[:, ~valid] == 0).all()
     # The in-jit (jax.numpy) path computes the same ids.
-    jitted = jax.jit(lambda i, m: mrope_position_ids(i, m, grid, image_token_id=IMAGE_TOKEN, spatial_merge_size=2,
-                                                     xp=jnp))
+    jitted = jax.jit(
+        lambda i, m: mrope_position_ids(i, m, grid, image_token_id=IMAGE_TOKEN, spatial_merge_size=2, xp=jnp)
+    )
     j_pos, j_deltas = jitted(jnp.asarray(ids), None if mask_arg is None else jnp.asarray(mask))
     np.testing.assert_array_equal(np.asarray(j_pos), ours)
     np.testing.assert_array_equal(np.asarray(j_deltas), deltas)
@@ -214,7 +228,7 @@ def test_image_features_without_grid_is_an_error(pair):
 def test_precomputed_features_jit_and_unfused_layout(pair):
     """image_features path under jit equals pixel path; unfused q/k/v and gate/up load the
     same weights and give the same logits; remat does not change values."""
-    variant, hf_dir, torch_model, model = pair
+    _variant, hf_dir, torch_model, model = pair
     grid = TWO_IMAGES
     ids = tokens_with_images([3, 2, 4], grid, seed=2)[None]
     pixels = image_patches(grid, torch_model, seed=3)
@@ -232,7 +246,7 @@ def test_precomputed_features_jit_and_unfused_layout(pair):
 
 
 def test_bfloat16_compute_is_close(pair):
-    variant, hf_dir, torch_model, model = pair
+    _variant, hf_dir, _torch_model, model = pair
     ids = np.random.default_rng(3).integers(3, 290, size=(1, 10))
     ref = _ours(model, ids)
     m16 = Q.load_hf(hf_dir, dtype="bfloat16", with_vision=False)
@@ -244,13 +258,17 @@ def test_bfloat16_compute_is_close(pair):
 
 
 def test_config_flat_and_nested_agree(pair):
-    variant, hf_dir, torch_model, _ = pair
+    variant, _hf_dir, torch_model, _ = pair
     nested = torch_model.config.to_dict()
     flat = {k: v for k, v in nested.items() if k != "text_config"}
     text = dict(nested["text_config"])
     rope = text.pop("rope_parameters")
-    flat.update(text, rope_theta=rope["rope_theta"],
-                rope_scaling={"type": "mrope", "mrope_section": rope["mrope_section"]}, model_type=variant)
+    flat.update(
+        text,
+        rope_theta=rope["rope_theta"],
+        rope_scaling={"type": "mrope", "mrope_section": rope["mrope_section"]},
+        model_type=variant,
+    )
     a, b = Qwen2VLConfig.from_hf(nested), Qwen2VLConfig.from_hf(flat)
     assert a == b and a.num_layers == 2 and a.num_kv_heads == 2 and a.mrope_section == (2, 3, 3)
     with pytest.raises(KeyError, match="hidden_size"):

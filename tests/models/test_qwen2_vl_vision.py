@@ -12,22 +12,30 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from flax import nnx  # noqa: E402
 from transformers import Qwen2_5_VLConfig, Qwen2VLConfig  # noqa: E402
+from transformers import vision_utils as hf_vision_utils  # noqa: E402
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VisionTransformerPretrainedModel  # noqa: E402
 from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VisionTransformerPretrainedModel  # noqa: E402
-from transformers import vision_utils as hf_vision_utils  # noqa: E402
 
-from flax import nnx  # noqa: E402
-
-from rmpl_jax.models import qwen2_vl_vision as vv  # noqa: E402
-from rmpl_jax.models import qwen2_vl_vision_index as vi  # noqa: E402
+from rmpl_jax.models.qwen2_vl import params as vp  # noqa: E402
+from rmpl_jax.models.qwen2_vl import vision as vv  # noqa: E402
+from rmpl_jax.models.qwen2_vl import vision_index as vi  # noqa: E402
+from rmpl_jax.models.qwen2_vl.vision_config import VisionConfig  # noqa: E402
 
 # Tiny towers. Qwen2.5-VL: window 56 px = 2 merged tokens per side so windows really
 # split; depth 4 with blocks 1 and 3 full, 0 and 2 windowed.
 VISION_CONFIGS = {
     "qwen2_vl": dict(depth=2, embed_dim=32, hidden_size=48, num_heads=2, mlp_ratio=2),
-    "qwen2_5_vl": dict(depth=4, hidden_size=32, out_hidden_size=48, intermediate_size=40, num_heads=2,
-                       window_size=56, fullatt_block_indexes=[1, 3]),
+    "qwen2_5_vl": dict(
+        depth=4,
+        hidden_size=32,
+        out_hidden_size=48,
+        intermediate_size=40,
+        num_heads=2,
+        window_size=56,
+        fullatt_block_indexes=[1, 3],
+    ),
 }
 # (t, h, w) in patches; merged grids 3x5 and 5x2 are odd -> padded windows; 4x4 divides
 # evenly (HF then pads a whole empty window, which must vanish).
@@ -35,7 +43,7 @@ ONE_IMAGE = [[1, 6, 10]]
 TWO_IMAGES = [[1, 10, 4], [1, 8, 8]]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hf_tower(variant: str):
     torch.manual_seed(0)
     if variant == "qwen2_vl":
@@ -60,20 +68,22 @@ def _pixels(grid, patch_dim, seed=0):
 def variant_setup(request):
     variant = request.param
     vision_config, module = _hf_tower(variant)
-    cfg = vv.VisionConfig.from_hf(vision_config.to_dict(), variant)
+    cfg = VisionConfig.from_hf(vision_config.to_dict(), variant)
     state = {k: v.numpy() for k, v in module.state_dict().items()}
-    tower = vv.vision_tower_from_hf(cfg, state)
+    tower = vp.vision_tower_from_hf(cfg, state)
     return variant, cfg, module, tower
 
 
 @pytest.mark.parametrize("attention", ["packed", "mask"])
-@pytest.mark.parametrize("grid", [ONE_IMAGE, TWO_IMAGES, [[2, 4, 6], [1, 6, 10]]],
-                         ids=["one_image", "two_images", "two_frames_then_image"])
+@pytest.mark.parametrize(
+    "grid", [ONE_IMAGE, TWO_IMAGES, [[2, 4, 6], [1, 6, 10]]], ids=["one_image", "two_images", "two_frames_then_image"]
+)
 def test_tower_matches_hf(variant_setup, grid, attention):
     variant, cfg, module, tower = variant_setup
     if attention != "packed":
-        tower = vv.vision_tower_from_hf(cfg, {k: v.numpy() for k, v in module.state_dict().items()},
-                                        attention=attention)
+        tower = vp.vision_tower_from_hf(
+            cfg, {k: v.numpy() for k, v in module.state_dict().items()}, attention=attention
+        )
     grid = np.asarray(grid)
     pixels = _pixels(grid, cfg.patch_dim)
     with torch.no_grad():
@@ -120,9 +130,9 @@ def test_jit_with_static_grid(variant_setup):
 
 
 def test_bfloat16_runs_close(variant_setup):
-    variant, cfg, module, _ = variant_setup
+    _variant, cfg, module, _ = variant_setup
     state = {k: v.numpy() for k, v in module.state_dict().items()}
-    tower16 = vv.vision_tower_from_hf(cfg, state, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16)
+    tower16 = vp.vision_tower_from_hf(cfg, state, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16)
     grid = np.asarray(ONE_IMAGE)
     pixels = _pixels(grid, cfg.patch_dim)
     with torch.no_grad():
@@ -148,7 +158,7 @@ def test_position_ids_equal_hf(grid):
 
 @pytest.mark.parametrize("grid", INDEX_GRIDS)
 def test_rotary_tables_equal_hf(grid):
-    vision_config, module = _hf_tower("qwen2_5_vl")
+    _vision_config, module = _hf_tower("qwen2_5_vl")
     positions = vi.vision_position_ids(np.asarray(grid), 2)
     with torch.no_grad():
         cos_ref, sin_ref = module.rotary_pos_emb(torch.zeros(1), torch.from_numpy(positions))
@@ -169,7 +179,7 @@ def test_window_index_equal_hf(grid, window_size):
 
 
 def test_windows_really_split():
-    cfg = vv.VisionConfig.from_hf(VISION_CONFIGS["qwen2_5_vl"], "qwen2_5_vl")
+    cfg = VisionConfig.from_hf(VISION_CONFIGS["qwen2_5_vl"], "qwen2_5_vl")
     plan = vi.vision_plan(cfg, np.asarray(ONE_IMAGE))
     # merged grid 3x5 with 2x2 windows -> 2x3 windows of sizes 4,4,2,2,2,1 (x4 patches)
     assert np.bincount(plan.window_segments).tolist() == [16, 16, 8, 8, 8, 4]
@@ -184,37 +194,70 @@ def test_windows_really_split():
 def test_config_parses_released_layouts():
     # Key layouts of the released config.json files (no model_type inside vision_config,
     # `in_chans`, Qwen2-VL's `hidden_size` is the LM width).
-    q2 = vv.VisionConfig.from_hf({"depth": 32, "embed_dim": 1280, "mlp_ratio": 4, "num_heads": 16, "in_chans": 3,
-                                  "hidden_size": 3584, "patch_size": 14, "spatial_merge_size": 2,
-                                  "temporal_patch_size": 2})
+    q2 = VisionConfig.from_hf(
+        {
+            "depth": 32,
+            "embed_dim": 1280,
+            "mlp_ratio": 4,
+            "num_heads": 16,
+            "in_chans": 3,
+            "hidden_size": 3584,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+        }
+    )
     assert (q2.variant, q2.width, q2.mlp_dim, q2.out_dim, q2.hidden_act) == ("qwen2_vl", 1280, 5120, 3584, "quick_gelu")
-    q25 = vv.VisionConfig.from_hf({"depth": 32, "hidden_act": "silu", "hidden_size": 1280, "intermediate_size": 3420,
-                                   "num_heads": 16, "in_chans": 3, "out_hidden_size": 3584, "patch_size": 14,
-                                   "spatial_merge_size": 2, "window_size": 112,
-                                   "fullatt_block_indexes": [7, 15, 23, 31], "temporal_patch_size": 2})
+    q25 = VisionConfig.from_hf(
+        {
+            "depth": 32,
+            "hidden_act": "silu",
+            "hidden_size": 1280,
+            "intermediate_size": 3420,
+            "num_heads": 16,
+            "in_chans": 3,
+            "out_hidden_size": 3584,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "window_size": 112,
+            "fullatt_block_indexes": [7, 15, 23, 31],
+            "temporal_patch_size": 2,
+        }
+    )
     assert (q25.variant, q25.width, q25.out_dim, q25.merger_window) == ("qwen2_5_vl", 1280, 3584, 4)
     assert q25.full_attention_layers().sum() == 4
     with pytest.raises(ValueError, match="variant"):
-        vv.VisionConfig.from_hf({"depth": 2})
+        VisionConfig.from_hf({"depth": 2})
     with pytest.raises(ValueError, match="hidden_act"):
-        vv.VisionConfig.from_hf({**VISION_CONFIGS["qwen2_vl"], "hidden_act": "relu6"}, "qwen2_vl")
+        VisionConfig.from_hf({**VISION_CONFIGS["qwen2_vl"], "hidden_act": "relu6"}, "qwen2_vl")
     with pytest.raises(ValueError, match="fullatt_block_indexes"):
-        vv.VisionConfig.from_hf({**VISION_CONFIGS["qwen2_5_vl"], "fullatt_block_indexes": [9]}, "qwen2_5_vl")
+        VisionConfig.from_hf({**VISION_CONFIGS["qwen2_5_vl"], "fullatt_block_indexes": [9]}, "qwen2_5_vl")
 
 
 def test_full_size_shapes_and_axes():
     """The 7B tower builds abstractly with stacked, named parameters."""
-    cfg = vv.VisionConfig.from_hf({"depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16,
-                                   "out_hidden_size": 3584, "window_size": 112,
-                                   "fullatt_block_indexes": [7, 15, 23, 31]}, "qwen2_5_vl")
-    shapes = vv.vision_leaf_shapes(cfg)
+    cfg = VisionConfig.from_hf(
+        {
+            "depth": 32,
+            "hidden_size": 1280,
+            "intermediate_size": 3420,
+            "num_heads": 16,
+            "out_hidden_size": 3584,
+            "window_size": 112,
+            "fullatt_block_indexes": [7, 15, 23, 31],
+        },
+        "qwen2_5_vl",
+    )
+    shapes = vp.vision_leaf_shapes(cfg)
     assert shapes["blocks/attn/qkv/kernel"] == (32, 1280, 3840)
     assert shapes["blocks/mlp/gate_up/kernel"] == (32, 1280, 6840)
     assert shapes["patch_embed/kernel"] == (1176, 1280)
     assert shapes["merger/fc2/kernel"] == (5120, 3584)
     abstract = nnx.eval_shape(lambda: vv.VisionTower(cfg, rngs=nnx.Rngs(0)))
-    axes = {"/".join(map(str, p)): v.get_metadata()["out_sharding"]
-            for p, v in nnx.to_flat_state(nnx.state(abstract, nnx.Param))}
+    axes = {
+        "/".join(map(str, p)): v.get_metadata()["out_sharding"]
+        for p, v in nnx.to_flat_state(nnx.state(abstract, nnx.Param))
+    }
     assert axes["blocks/attn/qkv/kernel"] == ("layers", "vision_embed", "vision_heads")
     assert axes["blocks/norm1/scale"] == ("layers", "norm")
     assert axes["patch_embed/kernel"] == ("patch", "vision_embed")
@@ -229,26 +272,27 @@ def test_name_rules_cover_saved_checkpoint(tmp_path, variant):
     vision_config, module = _hf_tower(variant)
     module.save_pretrained(tmp_path)  # tower-only checkpoint: names are relative to the tower
     tensors = load_file(str(tmp_path / "model.safetensors"))
-    cfg = vv.VisionConfig.from_hf(vision_config.to_dict(), variant)
+    cfg = VisionConfig.from_hf(vision_config.to_dict(), variant)
     prefixed = {"visual." + k: v for k, v in tensors.items()}
-    params = vv.vision_params_from_hf(cfg, prefixed, prefix="visual.")
-    assert set(params) == set(vv.vision_leaf_shapes(cfg))
+    params = vp.vision_params_from_hf(cfg, prefixed, prefix="visual.")
+    assert set(params) == set(vp.vision_leaf_shapes(cfg))
     names = set()
-    for rule in vv.vision_name_rules(cfg):
+    for rule in vp.vision_name_rules(cfg):
         names |= {rule.hf_name(i) for i in range(cfg.depth)} if "(?P<layer>" in rule.hf else {rule.hf_name()}
     assert names == set(tensors)
-    for rule in vv.vision_name_rules(cfg):  # export direction restores every tensor exactly
+    for rule in vp.vision_name_rules(cfg):  # export direction restores every tensor exactly
         stacked = "(?P<layer>" in rule.hf
         for layer in range(cfg.depth) if stacked else [None]:
             leaf = params[rule.ours] if layer is None else params[rule.ours][layer]
             if rule.last_axis_slice is not None:
-                leaf = leaf[..., rule.last_axis_slice[0]:rule.last_axis_slice[1]]
+                leaf = leaf[..., rule.last_axis_slice[0] : rule.last_axis_slice[1]]
             np.testing.assert_array_equal(rule.to_hf(leaf), tensors[rule.hf_name(layer)])
     with pytest.raises(KeyError, match="filled"):
-        vv.vision_params_from_hf(cfg, {k: v for k, v in prefixed.items() if "blocks.1.attn.qkv.weight" not in k},
-                                 prefix="visual.")
+        vp.vision_params_from_hf(
+            cfg, {k: v for k, v in prefixed.items() if "blocks.1.attn.qkv.weight" not in k}, prefix="visual."
+        )
     with pytest.raises(KeyError, match="matches no vision name rule"):
-        vv.vision_params_from_hf(cfg, {**prefixed, "visual.extra.weight": np.zeros(1)}, prefix="visual.")
+        vp.vision_params_from_hf(cfg, {**prefixed, "visual.extra.weight": np.zeros(1)}, prefix="visual.")
 
 
 def test_bad_inputs_raise_clearly(variant_setup):

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rmpl_jax.loss import chunked_cross_entropy, next_token_targets
+from rmpl_jax.train.loss import chunked_cross_entropy, next_token_targets
 
 
 def _naive(hidden, w, targets, mask):
@@ -29,7 +29,7 @@ def _inputs(b, t, d, v, seed=0):
     return hidden, w, targets, mask
 
 
-@pytest.mark.parametrize('t,chunk', [(32, 8), (30, 8), (7, 16), (16, 16), (13, 1)])
+@pytest.mark.parametrize("t,chunk", [(32, 8), (30, 8), (7, 16), (16, 16), (13, 1)])
 def test_matches_naive_value_and_grads(t, chunk):
     hidden, w, targets, mask = _inputs(3, t, 12, 50)
 
@@ -64,7 +64,7 @@ def _max_intermediate(jaxpr) -> int:
     biggest = 0
     for eqn in jaxpr.eqns:
         for var in eqn.outvars:
-            shape = getattr(var.aval, 'shape', ())
+            shape = getattr(var.aval, "shape", ())
             biggest = max(biggest, int(np.prod(shape)) if shape else 1)
         for sub in jax.extend.core.jaxprs_in_params(eqn.params):
             biggest = max(biggest, _max_intermediate(sub))
@@ -97,7 +97,7 @@ def test_next_token_targets_shift():
 
 def test_bad_shapes_raise():
     hidden, w, targets, mask = _inputs(2, 8, 4, 10)
-    with pytest.raises(ValueError, match='targets'):
+    with pytest.raises(ValueError, match="targets"):
         chunked_cross_entropy(hidden, lambda x: x @ w, targets[:, :4], mask, 4)
-    with pytest.raises(ValueError, match='hidden'):
+    with pytest.raises(ValueError, match="hidden"):
         chunked_cross_entropy(hidden[0], lambda x: x @ w, targets, mask, 4)

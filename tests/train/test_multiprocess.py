@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from tests.train.subproc import REPO, worker_env
+from tests.testing.subproc import REPO, worker_env
 
 NPROC = 2
 TIMEOUT_S = 240
@@ -21,17 +21,24 @@ TIMEOUT_S = 240
 
 def _free_port() -> int:
     with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
+        s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
 def test_two_process_training_and_checkpoint(tmp_path):
     port = _free_port()
-    script = REPO / 'tests' / 'train' / 'multiprocess_worker.py'
-    procs = [subprocess.Popen([sys.executable, str(script), str(i), str(NPROC), str(port),
-                               str(tmp_path)], cwd=REPO, env=worker_env(4),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(NPROC)]
+    script = REPO / "tests" / "train" / "multiprocess_worker.py"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(i), str(NPROC), str(port), str(tmp_path)],
+            cwd=REPO,
+            env=worker_env(4),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(NPROC)
+    ]
     outs = []
     try:
         for p in procs:
@@ -39,16 +46,16 @@ def test_two_process_training_and_checkpoint(tmp_path):
     except subprocess.TimeoutExpired:
         for p in procs:
             p.kill()
-        pytest.fail(f'multi-process workers did not finish in {TIMEOUT_S}s')
+        pytest.fail(f"multi-process workers did not finish in {TIMEOUT_S}s")
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
     for i, (p, (_, err)) in enumerate(zip(procs, outs)):
-        assert p.returncode == 0, f'process {i} failed (rc={p.returncode}):\n{err[-4000:]}'
+        assert p.returncode == 0, f"process {i} failed (rc={p.returncode}):\n{err[-4000:]}"
     result = json.loads(outs[0][0].strip().splitlines()[-1])
-    assert result['mesh'] == {'data': 4, 'fsdp': 2, 'tensor': 1}
-    for a, b in zip(result['losses'], result['ref_losses']):
+    assert result["mesh"] == {"data": 4, "fsdp": 2, "tensor": 1}
+    for a, b in zip(result["losses"], result["ref_losses"]):
         assert abs(a - b) <= 1e-5 * abs(b), result
-    assert result['max_param_abs_diff'] < 5e-5, result
-    assert result['restored_equal'] and result['restored_step'] == 3
+    assert result["max_param_abs_diff"] < 5e-5, result
+    assert result["restored_equal"] and result["restored_step"] == 3

@@ -1,0 +1,124 @@
+"""What each stage trains on: source records -> rendered examples per task, as weighted
+Grain task sources.
+
+Stage 1 (unified schema): text_ee, visual_ee, mnre. Stage 2 (progressive): text_mention,
+image_mention, text_argument, image_argument. Image tasks see every photo resized to one
+square side (static shapes), so their boxes are moved into that frame before rendering.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+
+from rmpl_jax.data.imsitu import read_imsitu
+from rmpl_jax.data.jmee import read_jmee
+from rmpl_jax.data.mnre import read_mnre
+from rmpl_jax.data.oneie import read_oneie
+from rmpl_jax.data.pipeline import TaskSource
+from rmpl_jax.data.synthetic import SyntheticSplit, generate_corpus
+from rmpl_jax.io.shared_data import shared_data_path
+from rmpl_jax.m2e2 import grammar, ontology, render
+from rmpl_jax.m2e2.boxes import BoxCodec
+from rmpl_jax.m2e2.records import (
+    Box,
+    BoxArgument,
+    ImageEvent,
+    ImageItem,
+    MNRERecord,
+    Sentence,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sources:
+    """Training records of one run. image_sizes: image_id -> (width, height)."""
+
+    sentences: tuple[Sentence, ...] = ()
+    images: tuple[ImageItem, ...] = ()
+    image_sizes: Mapping[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
+    relations: tuple[MNRERecord, ...] = ()
+
+    def summary(self) -> str:
+        return f"{len(self.sentences)} sentences, {len(self.images)} images, {len(self.relations)} relation examples"
+
+
+def scale_to_frame(item: ImageItem, size: tuple[int, int], side: int) -> ImageItem:
+    """The item's boxes in the side x side frame the model sees."""
+    sx, sy = side / size[0], side / size[1]
+    events = tuple(
+        ImageEvent(
+            e.event_type,
+            tuple(
+                BoxArgument(a.role, Box(a.box.x1 * sx, a.box.y1 * sy, a.box.x2 * sx, a.box.y2 * sy))
+                for a in e.arguments
+            ),
+        )
+        for e in item.events
+    )
+    return dataclasses.replace(item, events=events)
+
+
+def synthetic_sources(workdir: str, *, seed: int, train_docs: int, heldout_docs: int) -> tuple[Sources, SyntheticSplit]:
+    """The embedded default corpus: (training sources, held-out split)."""
+    corpus = generate_corpus(
+        os.path.join(workdir, "synthetic_images"), seed=seed, train_docs=train_docs, heldout_docs=heldout_docs
+    )
+    train = corpus["train"]
+    return Sources(train.sentences, train.images, train.image_sizes), corpus["heldout"]
+
+
+def real_sources(data) -> Sources:
+    """Sources named in the config's `data` block (any may be empty)."""
+
+    sentences, images, sizes, relations = [], [], {}, []
+    if data.ace_path:
+        reader = read_oneie if data.ace_path.endswith((".jsonl", ".oneie")) else read_jmee
+        found, report = reader(data.ace_path, lenient=data.lenient)
+        print(report.summary())
+        sentences += found
+    if data.imsitu_path:
+        mapping = ontology.load_imsitu_mapping(data.imsitu_mapping or shared_data_path("imsitu", "ace_sr_mapping.txt"))
+        found, found_sizes, report = read_imsitu(
+            data.imsitu_path, mapping, images_dir=data.imsitu_images or None, lenient=data.lenient
+        )
+        print(report.summary())
+        images += [i for i in found if i.path]
+        sizes.update(found_sizes)
+    if data.mnre_path:
+        found, report = read_mnre(data.mnre_path, images_dir=data.mnre_images or None, lenient=data.lenient)
+        print(report.summary())
+        relations += found
+    return Sources(tuple(sentences), tuple(images), sizes, tuple(relations))
+
+
+def task_examples(task: str, sources: Sources, codec: BoxCodec, side: int) -> list[grammar.Example]:
+    """Every example of `task` from the sources (image tasks: only photos on disk)."""
+    if task == "mnre":
+        return [ex for r in sources.relations for ex in render.render("mnre", r)]
+    if task in grammar.TEXT_TASKS:
+        return [ex for s in sources.sentences for ex in render.render(task, s)]
+    out = []
+    for item in sources.images:
+        if item.path is None:
+            continue
+        framed = scale_to_frame(item, sources.image_sizes[item.image_id], side)
+        out += render.render(task, framed, image_size=(side, side), codec=codec)
+    return out
+
+
+def stage_tasks(weights: Mapping[str, float], sources: Sources, codec: BoxCodec, side: int) -> list[TaskSource]:
+    """Weighted task sources of a stage; a task with no examples is reported and left out."""
+    out = []
+    for task, weight in weights.items():
+        if task not in grammar.TASKS:
+            raise ValueError(f"stage task {task!r} is not one of {grammar.TASKS}")
+        examples = task_examples(task, sources, codec, side)
+        if not examples:
+            print(f"task {task}: no examples in the configured data, left out of the mixture")
+            continue
+        out.append(TaskSource(task, examples, float(weight)))
+    if not out:
+        raise ValueError(f"none of the stage's tasks {list(weights)} has examples")
+    return out

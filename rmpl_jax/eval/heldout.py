@@ -1,0 +1,27 @@
+"""Held-out scoring: a split's predictions against its gold under the strict M2E2 protocol
+(the benchmark's scorer), written beside the run and printed as a table."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from rmpl_jax.eval.scorer import score
+from rmpl_jax.eval.tables import format_table
+from rmpl_jax.m2e2.corpus import M2E2Corpus
+from rmpl_jax.m2e2.predictions import PredictionSet, write_predictions
+
+
+def write_scores(corpus: M2E2Corpus, predictions: PredictionSet, stats: dict, out_dir: str) -> dict:
+    """Writes `out_dir/predictions.jsonl` and `out_dir/metrics.json` (scores plus the decode
+    `stats`), prints the table and returns the metrics."""
+    os.makedirs(out_dir, exist_ok=True)
+    write_predictions(os.path.join(out_dir, "predictions.jsonl"), predictions)
+    report = score(corpus, predictions)
+    metrics = report.as_dict()
+    metrics["decode"] = stats
+    with open(os.path.join(out_dir, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=1, default=str)
+    print(f"held-out data ({len(corpus.sentences)} sentences, {len(corpus.images)} photos), strict protocol:")
+    print(format_table(report))
+    return metrics

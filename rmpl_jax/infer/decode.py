@@ -1,0 +1,418 @@
+"""Batched generation: prefill and the token-by-token loop in one `jax.jit` (`lax.while_loop`).
+
+    decoder = Decoder(model, batch_size=16, max_new_tokens=128, eos_ids=(im_end,), pad_id=pad)
+    outs = decoder.generate([Prompt(ids), Prompt(ids2, pixel_values, grid)], grammar=None)
+
+Shapes are static per (batch size, prompt bucket): prompts are LEFT-padded to the smallest
+length bucket that holds the longest prompt of the batch, a short batch is filled with copies
+of its last prompt, the KV cache [layers, B, kv_heads, bucket + max_new, head_dim] (compute
+dtype, bf16 on accelerators) is allocated once per shape and donated to every call, and the
+loop state lives on the device: one host transfer per batch, none per token. Left padding
+puts every row's next token in the same cache slot, so one `dynamic_update_slice` writes it.
+
+Images: the vision tower runs in its own jit (one compile per image grid; with the training
+`image_side` every photo has the same grid) and the features, padded to a multiple of
+`feature_multiple` rows, enter the decode jit as an array, so image batches reuse the loop too.
+M-RoPE positions of the prompt are computed on the host (HF `get_rope_index` rule); generated
+token i of a row sits at position max(prompt positions) + 1 + i on all three axes, as HF does.
+
+Stops: a row is done at its first end token (`eos_ids`); the loop ends when all rows are done
+or after `max_new_tokens`. Greedy by default; temperature > 0 samples. With a grammar
+(`constrained.TaskGrammar`) and per-prompt `constraint`s the logits of the allowed candidate
+tokens are gathered and masked (see constrained.py); the automaton state and the event-type
+register are two int32 per row in the loop state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec
+
+from rmpl_jax.data.buckets import bucket_length
+from rmpl_jax.infer.constrained import (
+    N_ENTRIES,
+    TO_END,
+    TO_LINE_START,
+    TaskGrammar,
+    batch_arrays,
+    start_distance,
+    value_shape,
+)
+from rmpl_jax.models.layers import KVCache, init_kv_cache
+from rmpl_jax.models.qwen2_vl.mrope import (
+    check_image_tokens,
+    mrope_position_ids,
+    text_position_ids,
+)
+
+DEFAULT_BUCKETS = (64, 128, 256, 512, 1024, 1536, 2048, 3072, 4096)
+_BEYOND = 512  # prompts longer than the last bucket round up to a multiple of this
+
+
+@dataclasses.dataclass(frozen=True)
+class Prompt:
+    """One prompt: token ids [T] (chat formatted, generation prompt included), optionally one
+    or more images (pixel_values [n_patches, dim], image_grid_thw [n, 3] or [3]) and the
+    example's `constrained.ExampleConstraint`."""
+
+    input_ids: np.ndarray
+    pixel_values: np.ndarray | None = None
+    image_grid_thw: np.ndarray | None = None
+    constraint: Any = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Generation:
+    """Generated ids up to and including the first end token; `finished`: an end token came
+    before max_new_tokens ran out."""
+
+    tokens: np.ndarray
+    finished: bool
+
+
+def pick_bucket(length: int, buckets: Sequence[int]) -> int:
+    """Smallest bucket >= length (beyond the last: a multiple of 512)."""
+    return bucket_length(length, buckets, overflow_multiple=_BEYOND)
+
+
+class _Counter:
+    def __init__(self):
+        self.traces = 0
+
+
+# ------------------------------------------------------------------------------ the loop
+
+
+def _constrained_tables(cons: dict, batch: int):
+    """Skeleton + value tables as used every step; dist over all global states per row."""
+    s_s = cons["skel_next"].shape[0]
+    e = cons["val_dist"][:, :N_ENTRIES]  # [B, J] tokens to finish from each value entry
+    via = jnp.min(cons["skel_tokdist"][None] + e[:, None, :], axis=-1)  # [B, S_s]
+    dist_s = jnp.minimum(cons["skel_direct"][None], via)
+    dist = jnp.concatenate([dist_s, cons["val_dist"]], axis=1)  # [B, S_s + S_v]
+    s_v = cons["val_dist"].shape[1]
+    types = jnp.concatenate([cons["skel_types"], jnp.full((s_v,), -1, jnp.int32)])
+    ids = jnp.concatenate(
+        [jnp.broadcast_to(cons["skel_ids"], (batch, cons["skel_ids"].shape[0])), cons["val_ids"]], axis=1
+    )  # [B, C_s + C_v]
+    return s_s, s_v, dist, types, ids
+
+
+def _allowed_next(cons, tables, q, t):
+    """Next global state per candidate [B, C_s + C_v] (-1: not allowed by the grammar)."""
+    s_s, s_v, _, _, _ = tables
+    in_skel = q < s_s
+    ns = cons["skel_next"][jnp.clip(q, 0, s_s - 1)]
+    ns = jnp.where(in_skel[:, None], ns, -1)
+    rows = jnp.clip(q - s_s, 0, s_v - 1)
+    nv = jnp.take_along_axis(cons["val_next"], rows[:, None, None], axis=1)[:, 0].astype(jnp.int32)
+    line = cons["line_start"][jnp.clip(t, 0, cons["line_start"].shape[0] - 1)]
+    nv = jnp.where(
+        nv >= 0, nv + s_s, jnp.where(nv == TO_LINE_START, line[:, None], jnp.where(nv == TO_END, cons["end"], -1))
+    )
+    nv = jnp.where(in_skel[:, None], -1, nv)
+    return jnp.concatenate([ns, nv], axis=1)
+
+
+def _choose(logits, key, temperature, sample: bool):
+    if not sample:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    return jax.random.categorical(key, logits / temperature, axis=-1).astype(jnp.int32)
+
+
+@functools.lru_cache(maxsize=32)
+def _loop_fn(
+    graphdef, max_new: int, eos_ids: tuple[int, ...], pad_id: int, sample: bool, cache_sharding: NamedSharding | None
+):
+    """The jitted prefill + decode loop for one model structure and settings (shared by every
+    Decoder of that model, so a training loop's periodic evaluation compiles once).
+    cache_sharding: pins the returned cache to the sharding the fresh one was made with, so
+    the donated cache of the next call has the same type and the loop is not traced again."""
+    counter = _Counter()
+    eos = np.asarray(eos_ids, np.int32)
+
+    def run(state, ids, mask, positions, next_pos, features, cache: KVCache, rng, temperature, cons):
+        counter.traces += 1
+        model = nnx.merge(graphdef, state)
+        batch, prompt_len = ids.shape
+        logits, cache = model.prefill(
+            ids, attention_mask=mask, position_ids=positions, cache=cache, image_features=features
+        )
+        valid = jnp.zeros((batch, cache.k.shape[3]), bool).at[:, :prompt_len].set(mask.astype(bool))
+        tokens = jnp.full((batch, max_new), pad_id, jnp.int32)
+        done = jnp.zeros((batch,), bool)
+        if cons is not None:
+            tables = _constrained_tables(cons, batch)
+            q, t = cons["start"], cons["type0"]
+        else:
+            q = t = jnp.zeros((batch,), jnp.int32)
+
+        def cond(carry):
+            i, done = carry[0], carry[5]
+            return (i < max_new) & ~jnp.all(done)
+
+        def body(carry):
+            i, logits, cache, valid, tokens, done, q, t = carry
+            key = jax.random.fold_in(rng, i)
+            if cons is None:
+                tok = _choose(logits, key, temperature, sample)
+            else:
+                _, _, dist, types, cand = tables
+                nxt = _allowed_next(cons, tables, q, t)
+                d = jnp.take_along_axis(dist, jnp.clip(nxt, 0, dist.shape[1] - 1), axis=1)
+                ok = (nxt >= 0) & (d + 1 <= max_new - i)  # the answer can still end in budget
+                cand_logits = jnp.take_along_axis(logits, cand, axis=1)
+                choice = _choose(jnp.where(ok, cand_logits, -jnp.inf), key, temperature, sample)
+                tok = jnp.take_along_axis(cand, choice[:, None], axis=1)[:, 0]
+                q_new = jnp.take_along_axis(nxt, choice[:, None], axis=1)[:, 0]
+                t_new = types[jnp.clip(q_new, 0, types.shape[0] - 1)]
+                t = jnp.where(done | (t_new < 0), t, t_new)
+                q = jnp.where(done, q, q_new)
+            tok = jnp.where(done, pad_id, tok)
+            tokens = jax.lax.dynamic_update_slice(tokens, tok[:, None], (jnp.int32(0), i))
+            done = done | jnp.isin(tok, eos)
+            slot = prompt_len + i
+            valid = jax.lax.dynamic_update_slice(valid, jnp.ones((batch, 1), bool), (jnp.int32(0), slot))
+            pos = jnp.broadcast_to((next_pos + i)[None, :, None], (3, batch, 1))
+            step_logits, cache = model.decode_step(
+                tok[:, None], position_ids=pos, cache=cache, slot=slot, key_mask=valid
+            )
+            return i + 1, step_logits[:, 0], cache, valid, tokens, done, q, t
+
+        carry = (jnp.int32(0), logits, cache, valid, tokens, done, q, t)
+        carry = jax.lax.while_loop(cond, body, carry)
+        cache = carry[2]
+        if cache_sharding is not None:
+            cache = jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, cache_sharding), cache)
+        return carry[4], cache
+
+    return jax.jit(run, donate_argnames=("cache",)), counter
+
+
+@functools.lru_cache(maxsize=64)
+def _vision_fn(graphdef, grid: tuple[tuple[int, int, int], ...]):
+    grid_np = np.asarray(grid, np.int64)
+
+    @jax.jit
+    def run(state, pixel_values):
+        return nnx.merge(graphdef, state)(pixel_values, grid_np)  # the model's vision tower
+
+    return run
+
+
+# ------------------------------------------------------------------------------ host side
+
+
+def _replicated_like(state) -> NamedSharding | None:
+    """Replicated sharding on the weights' mesh when they live on one (else None: default
+    device). Decoding runs the whole batch on every device of that mesh."""
+    for leaf in jax.tree.leaves(state):
+        sharding = getattr(leaf, "sharding", None)
+        if isinstance(sharding, NamedSharding):
+            return NamedSharding(sharding.mesh, PartitionSpec())
+    return None
+
+
+class Pending:
+    """A submitted batch; `result()` waits for the device and returns one Generation per prompt."""
+
+    def __init__(self, tokens, n_real: int, eos_ids):
+        self._tokens, self._n, self._eos = tokens, n_real, np.asarray(eos_ids)
+
+    def result(self) -> list[Generation]:
+        tokens = np.asarray(self._tokens)[: self._n]
+        out = []
+        for row in tokens:
+            hits = np.flatnonzero(np.isin(row, self._eos))
+            if len(hits):
+                out.append(Generation(row[: hits[0] + 1].copy(), True))
+            else:
+                out.append(Generation(row.copy(), False))
+        return out
+
+
+class Decoder:
+    """Generation with one model; see the module docstring.
+
+    model: an NNX causal LM with `prefill`, `decode_step`, `image_features`, `embed` and a
+    `config` (Qwen2VL). batch_size: rows per call (fixed, so shapes are static).
+    cache_dtype: KV cache dtype (default the model's compute dtype).
+    """
+
+    def __init__(
+        self,
+        model,
+        *,
+        batch_size: int,
+        max_new_tokens: int,
+        eos_ids: Sequence[int],
+        pad_id: int,
+        buckets: Sequence[int] = DEFAULT_BUCKETS,
+        temperature: float = 0.0,
+        cache_dtype=None,
+        feature_multiple: int = 256,
+        seed: int = 0,
+    ):
+        if batch_size < 1 or max_new_tokens < 1:
+            raise ValueError(f"batch_size ({batch_size}) and max_new_tokens ({max_new_tokens}) must be >= 1")
+        if not eos_ids:
+            raise ValueError("eos_ids is empty: generation could never stop before max_new_tokens")
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        self.config = model.config
+        self.graphdef, self.state = nnx.split(model)
+        visual = getattr(model, "visual", None)
+        self._visual = nnx.split(visual) if visual is not None else None
+        self.batch_size = int(batch_size)
+        self.max_new_tokens = int(max_new_tokens)
+        self.eos_ids = tuple(int(e) for e in eos_ids)
+        self.pad_id = int(pad_id)
+        self.buckets = tuple(sorted(int(b) for b in buckets))
+        self.temperature = float(temperature)
+        self.cache_dtype = jnp.dtype(cache_dtype or self.config.compute_dtype)
+        self.feature_multiple = int(feature_multiple)
+        self._rng = jax.random.key(seed)
+        self._calls = 0
+        self._caches: dict[tuple[int, int], KVCache] = {}
+        self._value_shapes: dict[int, tuple[int, int]] = {}  # prompt bucket -> value table shape
+        self._cache_sharding = _replicated_like(self.state)
+        self._fn, self._counter = _loop_fn(
+            self.graphdef, self.max_new_tokens, self.eos_ids, self.pad_id, self.temperature > 0, self._cache_sharding
+        )
+
+    @property
+    def traces(self) -> int:
+        """How many times the decode loop was traced (= compiled) for this model structure."""
+        return self._counter.traces
+
+    # -- batch assembly ------------------------------------------------------------------------
+    def _cache(self, batch: int, length: int) -> KVCache:
+        cache = self._caches.pop((batch, length), None)
+        if cache is None or cache.k.is_deleted():
+            cfg = self.config
+            cache = init_kv_cache(cfg.num_layers, batch, cfg.num_kv_heads, length, cfg.head_dim, self.cache_dtype)
+            if self._cache_sharding is not None:
+                cache = jax.device_put(cache, self._cache_sharding)
+        return cache
+
+    def _features(self, rows: Sequence[Prompt]):
+        pixels = [r.pixel_values for r in rows if r.pixel_values is not None]
+        if not pixels:
+            return None, None
+        if self._visual is None:
+            raise ValueError("prompts carry pixel_values but the model has no vision tower")
+        grid = np.concatenate(
+            [np.asarray(r.image_grid_thw, np.int64).reshape(-1, 3) for r in rows if r.pixel_values is not None]
+        )
+        key = tuple(tuple(int(v) for v in g) for g in grid)
+        graphdef, state = self._visual
+        feats = _vision_fn(graphdef, key)(state, jnp.asarray(np.concatenate(pixels), jnp.float32))
+        n = feats.shape[0]
+        padded = -(-n // self.feature_multiple) * self.feature_multiple
+        if padded != n:
+            feats = jnp.pad(feats, ((0, padded - n), (0, 0)))
+        return feats, grid
+
+    def submit(
+        self,
+        prompts: Sequence[Prompt],
+        grammar: TaskGrammar | None = None,
+        temperature: float | None = None,
+        shape_hint: tuple[int, int] | None = None,
+    ) -> Pending:
+        """Dispatches one batch (<= batch_size prompts) without waiting for the device.
+
+        Constrained: the examples' value tables are padded to the largest (rows, candidates)
+        seen so far for this prompt bucket, and at least to `shape_hint` (callers that know
+        all their examples pass the bucket's maximum, so the loop compiles once per bucket).
+        """
+        if not prompts:
+            raise ValueError("no prompts")
+        if len(prompts) > self.batch_size:
+            raise ValueError(f"{len(prompts)} prompts for a decoder of batch_size {self.batch_size}")
+        for i, p in enumerate(prompts):
+            if np.asarray(p.input_ids).ndim != 1 or len(p.input_ids) == 0:
+                raise ValueError(f"prompt {i}: input_ids must be a non-empty 1-D array")
+            if (p.pixel_values is None) != (p.image_grid_thw is None):
+                raise ValueError(f"prompt {i}: pixel_values and image_grid_thw go together")
+            if grammar is not None and p.constraint is None:
+                raise ValueError(f"prompt {i}: a grammar was given but the prompt has no constraint")
+        rows = list(prompts) + [prompts[-1]] * (self.batch_size - len(prompts))
+        b = self.batch_size
+        length = pick_bucket(max(len(p.input_ids) for p in rows), self.buckets)
+        ids = np.full((b, length), self.pad_id, np.int32)
+        mask = np.zeros((b, length), np.int32)
+        for i, p in enumerate(rows):
+            n = len(p.input_ids)
+            ids[i, length - n :] = p.input_ids
+            mask[i, length - n :] = 1
+        features, grid = self._features(rows)
+        if grid is not None:
+            cfg = self.config
+            check_image_tokens(
+                ids, mask, grid, image_token_id=cfg.image_token_id, spatial_merge_size=cfg.spatial_merge_size
+            )
+            positions, deltas = mrope_position_ids(
+                ids, mask, grid, image_token_id=cfg.image_token_id, spatial_merge_size=cfg.spatial_merge_size
+            )
+            next_pos = deltas[:, 0] + mask.sum(1)
+        else:
+            positions = text_position_ids(mask, b, length)
+            next_pos = mask.sum(1)
+        cons = None
+        if grammar is not None:
+            for i, p in enumerate(prompts):
+                need = start_distance(grammar, p.constraint)
+                if need > self.max_new_tokens:
+                    raise ValueError(
+                        f"prompt {i}: the shortest complete answer takes {need} tokens, "
+                        f"more than max_new_tokens={self.max_new_tokens}"
+                    )
+            constraints = [r.constraint for r in rows]
+            shape = np.maximum.reduce(
+                [
+                    np.asarray(value_shape(constraints)),
+                    np.asarray(self._value_shapes.get(length, (0, 0))),
+                    np.asarray(shape_hint or (0, 0)),
+                ]
+            )
+            self._value_shapes[length] = tuple(int(x) for x in shape)
+            arrays = batch_arrays(constraints, self._value_shapes[length])
+            cons = {**grammar.device_arrays(), **{k: jnp.asarray(v) for k, v in arrays.items()}}
+        temp = self.temperature if temperature is None else float(temperature)
+        if (temp > 0) != (self.temperature > 0):
+            raise ValueError("a call may change the temperature but not switch greedy <-> sampling")
+        cache = self._cache(b, length + self.max_new_tokens)
+        self._calls += 1
+        tokens, cache = self._fn(
+            self.state,
+            jnp.asarray(ids),
+            jnp.asarray(mask),
+            jnp.asarray(positions, jnp.int32),
+            jnp.asarray(next_pos, jnp.int32),
+            features,
+            cache,
+            jax.random.fold_in(self._rng, self._calls),
+            jnp.float32(max(temp, 1e-6)),
+            cons,
+        )
+        self._caches[(b, length + self.max_new_tokens)] = cache
+        return Pending(tokens, len(prompts), self.eos_ids)
+
+    def generate(
+        self, prompts: Sequence[Prompt], grammar: TaskGrammar | None = None, shape_hint: tuple[int, int] | None = None
+    ) -> list[Generation]:
+        """Generations for any number of prompts, in batches of batch_size (in order)."""
+        pending = [
+            self.submit(prompts[i : i + self.batch_size], grammar, shape_hint=shape_hint)
+            for i in range(0, len(prompts), self.batch_size)
+        ]
+        return [g for p in pending for g in p.result()]

@@ -1,0 +1,215 @@
+"""Records -> (prompt, target) examples of every task in the unified grammar (`grammar.py`).
+
+Prompts are text only; for image tasks the Example names the image and the processor adds the
+image tokens. Argument tasks render one example per event.
+"""
+
+from __future__ import annotations
+
+from rmpl_jax.m2e2 import ontology
+from rmpl_jax.m2e2.boxes import BoxCodec, ImageSize
+from rmpl_jax.m2e2.grammar import (
+    EVENT,
+    NONE,
+    RELATION,
+    SEP,
+    TASKS,
+    TEXT_TASKS,
+    TRIGGER,
+    Context,
+    Example,
+    canonical_image_events,
+    canonical_text_events,
+    span_line,
+    type_key,
+)
+from rmpl_jax.m2e2.ontology import MNRE_RELATIONS
+from rmpl_jax.m2e2.records import ImageEvent, ImageItem, MNRERecord, Sentence, TextEvent
+
+# ---------------------------------------------------------------- prompts
+
+
+def _schema_line(roles: dict[str, tuple[str, ...]]) -> str:
+    return "; ".join(f"{t} ({', '.join(roles[t])})" for t in ontology.EVENT_TYPES)
+
+
+_SPAN_RULE = (
+    "Copy words exactly from the sentence; if those words occur more than once, "
+    "write @k after the line's name for the k-th occurrence."
+)
+
+
+def _prompt(*lines: str) -> str:
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- renderers
+
+
+def _target(lines: list[str]) -> str:
+    return "\n".join(lines) if lines else NONE
+
+
+def render_text_ee(sentence: Sentence) -> Example:
+    """Sentence -> all events with triggers and argument spans."""
+    words = sentence.words
+    lines = []
+    for e in canonical_text_events(sentence.events, words):
+        lines.append(f"{EVENT}{SEP}{e.event_type}")
+        lines.append(span_line(TRIGGER, words, e.trigger))
+        lines.extend(span_line(a.role, words, a.span) for a in e.arguments)
+    prompt = _prompt(
+        "Task: extract events from the sentence.",
+        f"Event types (argument roles): {_schema_line(ontology.TEXT_ROLES)}.",
+        "For each event write 'event: TYPE', then 'trigger: WORDS', then 'ROLE: WORDS' per "
+        f"argument. {_SPAN_RULE} Write 'none' if there is no event.",
+        f"Sentence: {' '.join(words)}",
+    )
+    return Example("text_ee", sentence.sentence_id, prompt, _target(lines), Context("text_ee", words=words))
+
+
+def render_text_mention(sentence: Sentence) -> Example:
+    """Sentence -> event types and triggers only (stage 2, mention identification)."""
+    words = sentence.words
+    lines = []
+    for e in canonical_text_events(sentence.events, words):
+        lines.append(f"{EVENT}{SEP}{e.event_type}")
+        lines.append(span_line(TRIGGER, words, e.trigger))
+    prompt = _prompt(
+        "Task: find the event mentions in the sentence.",
+        f"Event types: {', '.join(ontology.EVENT_TYPES)}.",
+        f"For each event write 'event: TYPE', then 'trigger: WORDS'. {_SPAN_RULE} Write 'none' if there is no event.",
+        f"Sentence: {' '.join(words)}",
+    )
+    return Example("text_mention", sentence.sentence_id, prompt, _target(lines), Context("text_mention", words=words))
+
+
+def render_text_argument(sentence: Sentence, event: TextEvent) -> Example:
+    """Sentence + one event's type and trigger -> that event's arguments.
+
+    At inference `event` is a predicted mention (its arguments are ignored by the prompt).
+    """
+    words = sentence.words
+    (e,) = canonical_text_events([event], words)
+    roles = ontology.TEXT_ROLES[e.event_type]
+    prompt = _prompt(
+        "Task: extract the arguments of the given event from the sentence.",
+        f"Roles of {e.event_type}: {', '.join(roles)}.",
+        f"For each argument write 'ROLE: WORDS'. {_SPAN_RULE} Write 'none' if there is none.",
+        f"Sentence: {' '.join(words)}",
+        f"{EVENT}{SEP}{e.event_type}",
+        span_line(TRIGGER, words, e.trigger),
+    )
+    lines = [span_line(a.role, words, a.span) for a in e.arguments]
+    return Example(
+        "text_argument",
+        sentence.sentence_id,
+        prompt,
+        _target(lines),
+        Context("text_argument", words=words, event_type=e.event_type, trigger=e.trigger),
+    )
+
+
+def render_visual_ee(item: ImageItem, image_size: ImageSize, codec: BoxCodec) -> Example:
+    """Image -> its event types and role boxes in the codec's numbers."""
+    lines = []
+    for e in canonical_image_events(item.events, image_size, codec):
+        lines.append(f"{EVENT}{SEP}{e.event_type}")
+        lines.extend(f"{a.role}{SEP}{codec.format(codec.encode(a.box, image_size))}" for a in e.arguments)
+    prompt = _prompt(
+        "Task: extract the event shown in the image.",
+        f"Event types (argument roles): {_schema_line(ontology.IMAGE_ROLES)}.",
+        "Write 'event: TYPE', then 'ROLE: [x1, y1, x2, y2]' per argument, with "
+        f"{codec.description}. Write 'none' if there is no event.",
+    )
+    return Example(
+        "visual_ee",
+        item.image_id,
+        prompt,
+        _target(lines),
+        Context("visual_ee", image_size=tuple(image_size), codec=codec),
+        item.path,
+    )
+
+
+def render_image_mention(item: ImageItem) -> Example:
+    """Image -> its event types only (stage 2, mention identification)."""
+    lines = [f"{EVENT}{SEP}{e.event_type}" for e in sorted(item.events, key=lambda e: type_key(e.event_type))]
+    prompt = _prompt(
+        "Task: find the events shown in the image.",
+        f"Event types: {', '.join(ontology.EVENT_TYPES)}.",
+        "Write 'event: TYPE' per event, or 'none' if there is no event.",
+    )
+    return Example("image_mention", item.image_id, prompt, _target(lines), Context("image_mention"), item.path)
+
+
+def render_image_argument(item: ImageItem, event: ImageEvent, image_size: ImageSize, codec: BoxCodec) -> Example:
+    """Image + an event type -> that event's role boxes."""
+    (e,) = canonical_image_events([event], image_size, codec)
+    roles = ontology.IMAGE_ROLES[e.event_type]
+    prompt = _prompt(
+        "Task: locate the arguments of the given event in the image.",
+        f"Roles of {e.event_type}: {', '.join(roles)}.",
+        f"Write 'ROLE: [x1, y1, x2, y2]' per argument, with {codec.description}. Write 'none' if there is none.",
+        f"{EVENT}{SEP}{e.event_type}",
+    )
+    lines = [f"{a.role}{SEP}{codec.format(codec.encode(a.box, image_size))}" for a in e.arguments]
+    return Example(
+        "image_argument",
+        item.image_id,
+        prompt,
+        _target(lines),
+        Context("image_argument", image_size=tuple(image_size), codec=codec, event_type=e.event_type),
+        item.path,
+    )
+
+
+def render_mnre(record: MNRERecord) -> Example:
+    """Sentence + image + head + tail -> their relation (MNRE)."""
+    words = record.tokens
+    if record.relation not in MNRE_RELATIONS:
+        raise ValueError(f"{record.record_id}: {record.relation!r} is not an MNRE relation")
+    prompt = _prompt(
+        "Task: classify the relation between the head and tail entities, using the sentence and the image.",
+        f"Relations: {', '.join(MNRE_RELATIONS)}.",
+        "Write 'relation: LABEL'.",
+        f"Sentence: {' '.join(words)}",
+        span_line("head", words, record.head),
+        span_line("tail", words, record.tail),
+    )
+    return Example(
+        "mnre",
+        record.record_id,
+        prompt,
+        f"{RELATION}{SEP}{record.relation}",
+        Context("mnre", words=words),
+        record.image,
+    )
+
+
+def render(task: str, record, *, image_size: ImageSize | None = None, codec: BoxCodec | None = None) -> list[Example]:
+    """All examples of `task` for one record (argument tasks: one per event)."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; known: {TASKS}")
+    if task == "mnre":
+        return [render_mnre(record)]
+    if task in TEXT_TASKS:
+        if not isinstance(record, Sentence):
+            raise TypeError(f"task {task} renders a Sentence, got {type(record).__name__}")
+        if task == "text_ee":
+            return [render_text_ee(record)]
+        if task == "text_mention":
+            return [render_text_mention(record)]
+        return [render_text_argument(record, e) for e in canonical_text_events(record.events, record.words)]
+    if not isinstance(record, ImageItem):
+        raise TypeError(f"task {task} renders an ImageItem, got {type(record).__name__}")
+    if task == "image_mention":
+        return [render_image_mention(record)]
+    if image_size is None or codec is None:
+        raise ValueError(f"task {task} needs image_size and codec")
+    if task == "visual_ee":
+        return [render_visual_ee(record, image_size, codec)]
+    return [
+        render_image_argument(record, e, image_size, codec)
+        for e in sorted(record.events, key=lambda e: type_key(e.event_type))
+    ]

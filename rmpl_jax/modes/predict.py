@@ -1,0 +1,179 @@
+"""`mode=predict`: decode M2E2 with a trained model, write `W/predictions.jsonl` and the strict
+scores `W/metrics.json`.
+
+The model is `model.hf_dir` (HF weights, or the architecture alone when a checkpoint brings the
+weights) plus a training checkpoint's params. What the model was trained with — base model
+directory, image side, LoRA rank/alpha/targets, dtype — comes from that run's `config.json`
+(found beside the checkpoint, or in an export's directory) unless the config sets it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import os
+
+import numpy as np
+from flax import nnx
+
+from rmpl_jax.data.m2e2 import read_m2e2
+from rmpl_jax.eval.scorer import score
+from rmpl_jax.eval.tables import format_table
+from rmpl_jax.infer.predict import predict_records
+from rmpl_jax.io.run_config import find_run_config
+from rmpl_jax.io.shared_data import shared_data_path
+from rmpl_jax.m2e2.boxes import codec_for, square_frame_codec
+from rmpl_jax.m2e2.predictions import read_predictions, write_predictions
+from rmpl_jax.m2e2.records import image_id_of
+from rmpl_jax.models import lora
+from rmpl_jax.models.family import family_for_dir
+from rmpl_jax.models.qwen2_vl.processor import QwenProcessor
+from rmpl_jax.train.checkpoint import read_params
+from rmpl_jax.train.state import split_model
+
+# Settings a prediction takes from the training run when its own config leaves them unset:
+# (key in the predict config, key path in the run's config, default without a run).
+FROM_RUN = (
+    ("model.hf_dir", ("model", "hf_dir"), ""),
+    ("model.dtype", ("model", "dtype"), "float32"),
+    ("model.lora_rank", ("model", "lora_rank"), 16),
+    ("model.lora_alpha", ("model", "lora_alpha"), 32.0),
+    ("model.lora_targets", ("model", "lora_targets"), lora.DEFAULT_TARGETS),
+    ("image_side", ("data", "image_side"), 448),
+)
+
+
+def _run_value(run: dict | None, path: tuple[str, ...]):
+    value = run
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+def resolve_from_run(config) -> dict | None:
+    """Fills the FROM_RUN settings that `config` leaves unset (None or '') from the training
+    run of `config.checkpoint` (or of `config.model.hf_dir`, an export); returns that run's
+    config (None when none was found). Explicit settings always win."""
+    run = None
+    for place in (config.checkpoint, config.model.hf_dir):
+        if place and run is None:
+            run = find_run_config(place)
+    for key, path, default in FROM_RUN:
+        block, _, name = key.rpartition(".")
+        holder = config[block] if block else config
+        if holder[name] in (None, ""):
+            found = _run_value(run, path)
+            holder[name] = found if found not in (None, "") else default
+    return run
+
+
+def load_model(model_config, checkpoint: str = "", checkpoint_step: int | None = None):
+    """The model of `model_config.hf_dir` (HF weights if it has safetensors, else random init),
+    with a training checkpoint's params (LoRA adapters are attached first when it has them)."""
+    hf_dir = model_config.hf_dir
+    if not hf_dir:
+        raise ValueError("config.model.hf_dir is required (an HF directory, or a run's demo_model/)")
+    family = family_for_dir(hf_dir)
+    dtype = model_config.get("dtype") or "float32"
+    if glob.glob(os.path.join(hf_dir, "*.safetensors")):
+        model = family.load_hf(hf_dir, dtype=dtype)
+    elif checkpoint:
+        with open(os.path.join(hf_dir, "config.json")) as f:
+            model = family.build(family.config_from_hf(json.load(f)), dtype=dtype, rngs=nnx.Rngs(0))
+    else:
+        raise ValueError(f"{hf_dir} holds no *.safetensors weights and no checkpoint was given")
+    if not checkpoint:
+        return model, None
+    step, params = read_params(checkpoint, checkpoint_step)
+    if any("lora_" in name for name in params):
+        lora.apply_lora(
+            model,
+            model_config.lora_rank,
+            model_config.lora_alpha,
+            model_config.lora_targets or lora.DEFAULT_TARGETS,
+            rngs=nnx.Rngs(0),
+        )
+    layout, trainable, frozen = split_model(model, ".")
+    unknown = sorted(set(params) - set(trainable))
+    if unknown:
+        raise ValueError(
+            f"{checkpoint} step {step}: params not in the model: {unknown[:5]}"
+            f"{' ...' if len(unknown) > 5 else ''} (check lora_rank/lora_targets)"
+        )
+    for name, value in params.items():
+        if tuple(value.shape) != tuple(trainable[name].shape):
+            raise ValueError(
+                f"{checkpoint} step {step}: {name} has shape {tuple(value.shape)}, "
+                f"the model {tuple(trainable[name].shape)} (check lora_rank)"
+            )
+        trainable[name] = np.asarray(value).astype(trainable[name].dtype)
+    print(f"loaded {len(params)} params from {checkpoint} step {step}")
+    return layout.merge(trainable, frozen), step
+
+
+def _limit(corpus, n: int):
+    """The first n sentences with their photos and pairs (a smoke run scores only those)."""
+    sentences = dict(list(corpus.sentences.items())[:n])
+    ids = {image_id_of(f) for s in sentences.values() for f in s.images}
+    images = {k: v for k, v in corpus.images.items() if k in ids}
+    coref = tuple(c for c in corpus.coref if c.sentence_id in sentences and c.image_id in images)
+    missing = tuple(i for i in corpus.missing_images if i in ids)
+    return dataclasses.replace(corpus, sentences=sentences, images=images, coref=coref, missing_images=missing)
+
+
+def run(config, workdir: str) -> dict:
+    """Writes workdir/predictions.jsonl and workdir/metrics.json (strict); returns the metrics."""
+    train_run = resolve_from_run(config)
+    if train_run is not None:
+        print(
+            f"settings from the training run: hf_dir={config.model.hf_dir} dtype={config.model.dtype} "
+            f"image_side={config.image_side} lora_rank={config.model.lora_rank}"
+        )
+    m2e2_dir = config.m2e2_dir or shared_data_path("m2e2")
+    corpus = read_m2e2(m2e2_dir, config.images_dir or None, lenient=config.lenient)
+    if config.limit:
+        corpus = _limit(corpus, int(config.limit))
+    print(
+        f"M2E2: {len(corpus.sentences)} sentences, {len(corpus.images)} photos "
+        f"({sum(1 for i in corpus.images.values() if i.path)} on disk), {len(corpus.coref)} pairs"
+    )
+    step = config.checkpoint_step if config.checkpoint_step >= 0 else None
+    model, step = load_model(config.model, config.checkpoint, step)
+    processor = QwenProcessor.from_dir(config.model.hf_dir)
+    side = config.image_side or None
+    if side:
+        codec = square_frame_codec(processor.model_type, side, processor.patch_size * processor.merge_size)
+    else:
+        codec = codec_for(processor.model_type)
+    predictions, stats = predict_records(
+        model,
+        processor,
+        sentences=corpus.sentences.values(),
+        images=corpus.images.values(),
+        codec=codec,
+        image_side=side,
+        batch_size=config.batch_size,
+        max_new_tokens=config.max_new_tokens,
+        constrained=config.constrained,
+        temperature=config.temperature,
+        buckets=tuple(config.buckets),
+        seed=config.seed,
+        pipeline=config.pipeline,
+    )
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, "predictions.jsonl")
+    write_predictions(path, predictions)
+    report = score(corpus, read_predictions(path))  # scores what the file says, validated
+    print(format_table(report))
+    print(json.dumps({k: v for k, v in stats.items() if k != "missing_image_ids"}))
+    metrics = report.as_dict()
+    metrics["predict"] = dict(
+        stats, checkpoint=config.checkpoint or None, checkpoint_step=step, limit=int(config.limit)
+    )
+    with open(os.path.join(workdir, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=1)
+    print(f"wrote {path} and {os.path.join(workdir, 'metrics.json')}")
+    return metrics

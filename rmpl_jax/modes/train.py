@@ -1,0 +1,253 @@
+"""`mode=train`: the two-stage curriculum. Each stage builds (or restores) a train state,
+streams its task mixture through the sharded step, checkpoints with Orbax, and hands its
+trainable weights to the next stage; with no data configured the run trains the demo
+model on the synthetic corpus and scores held-out synthetic data under the strict protocol.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+
+import jax
+import numpy as np
+from flax import nnx
+from tqdm import tqdm
+
+from rmpl_jax.data import pipeline
+from rmpl_jax.data.curriculum import (
+    Sources,
+    real_sources,
+    stage_tasks,
+    synthetic_sources,
+)
+from rmpl_jax.data.featurize import Featurizer
+from rmpl_jax.eval.heldout import write_scores
+from rmpl_jax.infer.predict import predict_records
+from rmpl_jax.io.run_config import write_run_config
+from rmpl_jax.m2e2 import render
+from rmpl_jax.m2e2.boxes import square_frame_codec
+from rmpl_jax.models import lora
+from rmpl_jax.models.family import family_for_dir
+from rmpl_jax.models.qwen2_vl.demo import write_demo_model_dir
+from rmpl_jax.models.qwen2_vl.processor import QwenProcessor
+from rmpl_jax.train import checkpoint, distributed
+from rmpl_jax.train import sharding as shd
+from rmpl_jax.train.export import export_model
+from rmpl_jax.train.optimizer import make_optimizer
+from rmpl_jax.train.state import abstract, create_train_state, split_model
+from rmpl_jax.train.step import make_train_step
+
+BATCH_AXES = {"pixel_values": ("batch", None)}  # patches of the batch's images, in example order
+
+
+@dataclasses.dataclass
+class Run:
+    """What every stage shares."""
+
+    config: object
+    workdir: str
+    hf_dir: str
+    from_scratch: bool
+    processor: QwenProcessor
+    codec: object
+    sources: Sources
+    mesh: object
+
+
+def demo_model_dir(config, workdir: str, sources: Sources) -> str:
+    """Writes the demo model directory (tokenizer learned from the training prompts)."""
+    out = os.path.join(workdir, "demo_model")
+    if os.path.exists(os.path.join(out, "config.json")):
+        return out
+    texts = []
+    for task in ("text_ee", "text_mention", "text_argument"):
+        texts += [ex.prompt + "\n" + ex.target for s in sources.sentences for ex in render.render(task, s)]
+    texts += [ex.prompt + "\n" + ex.target for i in sources.images[:200] for ex in render.render("image_mention", i)]
+    demo = config.model.demo
+    write_demo_model_dir(
+        out,
+        texts,
+        vocab_size=demo.vocab_size,
+        text=demo.text.to_dict(),
+        vision=demo.vision.to_dict(),
+        image_side=config.data.image_side,
+    )
+    return out
+
+
+def build_model(run: Run):
+    """The stage's model: HF weights (+ LoRA adapters) or the randomly initialised demo."""
+    cfg = run.config.model
+    family = family_for_dir(run.hf_dir)
+    with open(os.path.join(run.hf_dir, "config.json")) as f:
+        hf_config = json.load(f)
+    model_config = family.config_from_hf(hf_config, remat_policy=cfg.remat or None)
+    if run.from_scratch:
+        return family.build(model_config, dtype=cfg.dtype, rngs=nnx.Rngs(run.config.seed))
+    model = family.load_hf(run.hf_dir, dtype=cfg.dtype, remat_policy=cfg.remat or None)
+    if cfg.lora_rank > 0:
+        lora.apply_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets, rngs=nnx.Rngs(run.config.seed))
+    return model
+
+
+def _global(batch: dict, mesh) -> dict:
+    """Device arrays for the batch; the static image grid covers the global batch."""
+    grid = batch.pop("image_grid_thw", None)
+    out = distributed.global_batch(batch, mesh, logical_axes=BATCH_AXES)
+    if grid is not None:
+        out["image_grid_thw"] = np.tile(grid[:1], (out["input_ids"].shape[0], 1))
+    return out
+
+
+def train_stage(run: Run, name: str, init_from: str | None):
+    """Trains one stage; returns (model with the trained weights, checkpoint directory)."""
+    config, stage = run.config, run.config[name]
+    print(f"== {name}: {dict(stage.tasks)} for {stage.steps} steps")
+    model = build_model(run)
+    regex = "." if run.from_scratch else (config.model.trainable_regex or None)
+    layout, trainable, frozen = split_model(model, regex)
+    tx, schedule = make_optimizer(
+        stage.learning_rate,
+        warmup_steps=stage.warmup_steps,
+        total_steps=stage.steps,
+        weight_decay=config.train.weight_decay,
+    )
+    state = create_train_state(layout, trainable, frozen, tx, run.mesh, seed=config.seed)
+    ckpt_dir = os.path.join(run.workdir, name, "checkpoints")
+    manager = checkpoint.CheckpointManager(
+        ckpt_dir, max_to_keep=config.checkpoint.keep, save_interval_steps=config.checkpoint.every
+    )
+    data_state = None
+    if manager.latest_step() is not None:
+        state, data_state = manager.restore(state)
+        print(f"resumed {name} from step {int(state.step)}")
+    elif init_from:
+        state, report = checkpoint.init_from(init_from, state)
+        print(f"initialised {name} from {init_from}: {report}")
+
+    featurize = Featurizer(run.processor, config.data.image_side)
+    batch_size = distributed.local_batch_size(config.data.batch_size)
+    sources = stage_tasks(stage.tasks, run.sources, run.codec, config.data.image_side)
+    for source in sources:
+        print(f"  task {source.name}: {len(source.examples)} examples, weight {source.weight}")
+    iterator = iter(
+        pipeline.mixture(
+            sources,
+            featurize,
+            batch_size=batch_size,
+            buckets=config.data.buckets,
+            pad_id=run.processor.tokenizer.pad_token_id,
+            seed=config.seed,
+            shard_index=jax.process_index(),
+            shard_count=jax.process_count(),
+            num_workers=config.data.num_workers,
+        )
+    )
+    if data_state is not None:
+        iterator.set_state(data_state)
+
+    step = make_train_step(
+        layout,
+        tx,
+        run.mesh,
+        state,
+        lr_schedule=schedule,
+        grad_accum_steps=config.train.grad_accum,
+        loss_chunk_size=config.train.loss_chunk,
+        batch_logical_axes=BATCH_AXES,
+        static_keys=("image_grid_thw",),
+    )
+    start = int(state.step)
+    if start < stage.steps:
+        first = _global(next(iterator), run.mesh)
+        t0 = time.time()
+        step.compile(abstract(state), first, print_fn=lambda s: print("  compiled step:", s))
+        print(f"  compile {time.time() - t0:.1f}s")
+    losses = []
+    with tqdm(total=stage.steps, initial=start, desc=name, unit="step", disable=jax.process_index() != 0) as bar:
+        batch = first if start < stage.steps else None
+        while int(state.step) < stage.steps:
+            state, metrics = step(state, batch)
+            manager.save(state, data_state=iterator.get_state())
+            losses.append(float(metrics["loss"]))
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            if int(state.step) < stage.steps:
+                batch = _global(next(iterator), run.mesh)
+    if manager.latest_step() != int(state.step):
+        manager.save(state, data_state=iterator.get_state(), force=True)
+    manager.wait()
+    manager.close()
+    if losses:
+        k = max(1, len(losses) // 10)
+        print(f"  {name} loss: first {np.mean(losses[:k]):.3f} -> last {np.mean(losses[-k:]):.3f}")
+    return layout.merge(state.trainable, state.frozen), ckpt_dir
+
+
+def run(config, workdir: str) -> dict:
+    """Runs `config.stages` in order; returns the held-out metrics (demo) or {}."""
+    distributed.initialize_from_config(config.distributed)
+    os.makedirs(workdir, exist_ok=True)
+    data = config.data
+    heldout = None
+    if any((data.ace_path, data.imsitu_path, data.mnre_path)):
+        sources = real_sources(data)
+    else:
+        print("no data configured: training the demo model on the synthetic corpus")
+        sources, heldout = synthetic_sources(
+            workdir, seed=config.seed, train_docs=data.synthetic.train_docs, heldout_docs=data.synthetic.heldout_docs
+        )
+    print("training data:", sources.summary())
+    from_scratch = not config.model.hf_dir
+    hf_dir = os.path.abspath(config.model.hf_dir or demo_model_dir(config, workdir, sources))
+    resolved = config.copy_and_resolve_references()
+    resolved.model.hf_dir = hf_dir
+    if jax.process_index() == 0:
+        write_run_config(workdir, resolved)
+    processor = QwenProcessor.from_dir(hf_dir)
+    if processor.tokenizer is None:
+        raise ValueError(f"{hf_dir}: training needs tokenizer files in the model directory")
+    mesh = shd.make_mesh(tuple(config.mesh_shape))
+    print(distributed.describe(mesh))
+    run_ = Run(
+        config,
+        workdir,
+        hf_dir,
+        from_scratch,
+        processor,
+        square_frame_codec(processor.model_type, data.image_side, processor.patch_size * processor.merge_size),
+        sources,
+        mesh,
+    )
+
+    init_from = config.init_from or None
+    model = None
+    for name in config.stages:
+        model, init_from = train_stage(run_, name, init_from)
+    if model is not None and config.export:
+        export_model(model, hf_dir, workdir)
+    if heldout is None or model is None or not config.eval.heldout:
+        return {}
+    return score_heldout(model, run_, heldout)
+
+
+def score_heldout(model, run: Run, split) -> dict:
+    """Decodes the held-out synthetic split with the last stage's tasks and scores it
+    (`W/heldout/predictions.jsonl`, `W/heldout/metrics.json`)."""
+    config = run.config
+    predictions, stats = predict_records(
+        model,
+        run.processor,
+        sentences=split.sentences,
+        images=split.images,
+        image_sizes=split.image_sizes,
+        codec=run.codec,
+        image_side=config.data.image_side,
+        batch_size=config.eval.batch_size,
+        max_new_tokens=config.eval.max_new_tokens,
+        pipeline="stage2" if config.stages[-1] == "stage2" else "joint",
+    )
+    return write_scores(split.as_corpus(), predictions, stats, os.path.join(run.workdir, "heldout"))

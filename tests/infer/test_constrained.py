@@ -1,0 +1,276 @@
+"""The token automaton on the host (no model): training targets are accepted in their canonical
+tokenization, random walks always parse with zero failures and finish within their budget,
+copied spans map to the right offsets, and what the grammar forbids is rejected."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rmpl_jax.infer import constrained as C
+from rmpl_jax.infer.automata import K_MAX
+from rmpl_jax.m2e2 import grammar, ontology, parse, render
+from rmpl_jax.m2e2.boxes import CODECS, LlavaBoxes, Qwen2VLBoxes, Qwen25VLBoxes
+from rmpl_jax.m2e2.records import Box, Span
+from tests.testing.decode_models import demo_dir, synthetic
+from tests.testing.tiny_tokenizer import make_tiny_tokenizer
+
+WORDS = ("Police", "arrested", "the", "suspect", "after", "the", "suspect", "fled", "Kabul", ".")
+ALL_TASKS = ("text_ee", "text_mention", "text_argument", "visual_ee", "image_mention", "image_argument", "mnre")
+
+
+@pytest.fixture(scope="module")
+def tiny_tok():
+    return make_tiny_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def demo_tok(tmp_path_factory):
+    from transformers import AutoTokenizer
+
+    hf_dir, _ = demo_dir(str(tmp_path_factory.mktemp("demo")))
+    return AutoTokenizer.from_pretrained(str(hf_dir))
+
+
+@pytest.fixture(scope="module", params=["tiny", "demo"])
+def tok(request, tiny_tok, demo_tok):
+    return tiny_tok if request.param == "tiny" else demo_tok
+
+
+def _automaton(tokenizer, context):
+    vocab = C.vocab_for(tokenizer)
+    grammar = C.task_grammar(context.task, vocab)
+    return C.HostAutomaton(grammar, C.example_constraint(grammar, context))
+
+
+def _accepts(tokenizer, context, text) -> bool:
+    """Canonical tokenization of text + end-of-turn, walked with the exact budget."""
+    ids = tokenizer(text + C.END_OF_TURN, add_special_tokens=False)["input_ids"]
+    h = _automaton(tokenizer, context)
+    try:
+        for i, t in enumerate(ids):
+            h.advance(t, remaining=len(ids) - i)
+    except ValueError:
+        return False
+    return h.finished
+
+
+def _bytes_accepted(tokenizer, context, text) -> bool:
+    """Walks text byte by byte (single-byte tokens): since tokens are walked byte by byte
+    through the same automaton, a rejection here means no tokenization is accepted."""
+    vocab = C.vocab_for(tokenizer)
+    h = _automaton(tokenizer, context)
+    try:
+        for b in text.encode("utf-8"):
+            h.advance(vocab.ids_of[bytes([b])][0])
+        h.advance(vocab.eos_id)
+    except (ValueError, KeyError):
+        return False
+    return h.finished
+
+
+def _examples(split):
+    for s in split.sentences:
+        for task in ("text_ee", "text_mention", "text_argument"):
+            yield from render.render(task, s)
+    for item in split.images:
+        size = split.image_sizes[item.image_id]
+        for codec in CODECS.values():
+            yield from render.render("visual_ee", item, image_size=size, codec=codec)
+            yield from render.render("image_argument", item, image_size=size, codec=codec)
+        yield from render.render("image_mention", item)
+
+
+def test_training_targets_are_accepted(tok, tmp_path):
+    split = synthetic(str(tmp_path / "syn"), docs=5, seed=3)
+    examples = list(_examples(split))
+    assert len({e.task for e in examples}) == 6
+    rejected = [(e.task, e.target) for e in examples if not _accepts(tok, e.context, e.target)]
+    assert not rejected, rejected[:3]
+
+
+def test_m2e2_targets_are_accepted(tiny_tok, m2e2_dir):
+    from rmpl_jax.data.m2e2 import read_m2e2
+
+    corpus = read_m2e2(str(m2e2_dir))
+    sentences = [s for s in corpus.sentences.values() if s.events][:150]
+    rejected = []
+    for s in sentences:
+        ex = render.render_text_ee(s)
+        if not _accepts(tiny_tok, ex.context, ex.target):
+            rejected.append(ex.target)
+    print(f"{len(sentences)} M2E2 text_ee targets, {len(rejected)} rejected")
+    assert not rejected, rejected[:2]
+
+
+def _random_walk(h, rng, budget):
+    out = []
+    for i in range(budget):
+        options = h.allowed(budget - i)
+        assert options, f"stuck in state {h.state} after {out}"
+        token = rng.choice(sorted(options))
+        h.advance(token, budget - i)
+        out.append(token)
+        if h.finished:
+            return out
+    raise AssertionError("the budget ran out before the end token")
+
+
+def _context(task, words, rng):
+    codec = rng.choice(list(CODECS.values()))
+    size = (rng.randint(20, 900), rng.randint(20, 900))
+    event_type = rng.choice(ontology.EVENT_TYPES)
+    if task in ("visual_ee", "image_argument"):
+        return grammar.Context(task, image_size=size, codec=codec, event_type=event_type)
+    return grammar.Context(task, words=words, event_type=event_type, trigger=Span(0, 1))
+
+
+_word = st.text(alphabet=st.sampled_from("ab é.@#:-1"), min_size=1, max_size=4).map(lambda w: w.replace(" ", "") or "x")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(words=st.lists(_word, min_size=1, max_size=12), seed=st.integers(0, 2**31), task=st.sampled_from(ALL_TASKS))
+def test_random_walks_always_parse(tiny_tok, words, seed, task):
+    rng = random.Random(seed)
+    context = _context(task, tuple(words), rng)
+    h = _automaton(tiny_tok, context)
+    budget = rng.randint(C.start_distance(h.g, h.c), 70)
+    ids = _random_walk(h, rng, budget)
+    text = C.vocab_for(tiny_tok).text(ids)
+    parsed = parse.parse(text, context)
+    assert parsed.failures == 0, (text, parsed.errors)
+    if task in ("text_ee", "text_mention"):
+        for e in parsed.events:  # every copied span is words of the sentence at its offsets
+            assert e.trigger.text == " ".join(words[e.trigger.start : e.trigger.end])
+
+
+def test_random_walks_demo_tokenizer(demo_tok):
+    rng = random.Random(0)
+    split_words = [WORDS, ("the", "the", "the", "the", "of", "the"), ("$", "5", "million", "$", "5")]
+    for n in range(150):
+        task = ALL_TASKS[n % len(ALL_TASKS)]
+        context = _context(task, split_words[n % 3], rng)
+        h = _automaton(demo_tok, context)
+        ids = _random_walk(h, rng, rng.randint(C.start_distance(h.g, h.c), 60))
+        text = C.vocab_for(demo_tok).text(ids)
+        assert parse.parse(text, context).failures == 0, text
+
+
+def test_span_copies_map_to_offsets(tiny_tok):
+    ctx = grammar.Context("text_ee", words=WORDS)
+    text = "event: Movement:Transport\ntrigger: fled\nArtifact@2: the suspect\nOrigin: Kabul .\nAgent: Police"
+    assert _accepts(tiny_tok, ctx, text)
+    (event,) = parse.parse(text, ctx).events
+    assert event.trigger == Span(7, 8, "fled")
+    assert [(a.role, a.span.start, a.span.end) for a in event.arguments] == [
+        ("Artifact", 5, 7),
+        ("Origin", 8, 10),
+        ("Agent", 0, 1),
+    ]
+    head = "event: Movement:Transport\ntrigger: fled\n"
+    assert _bytes_accepted(tiny_tok, ctx, head + "Artifact: the suspect")  # first occurrence
+    assert not _bytes_accepted(tiny_tok, ctx, head + "Artifact@3: the suspect")  # only two
+    assert not _bytes_accepted(tiny_tok, ctx, head + "Artifact@1: the suspect")  # renderer never writes @1
+    assert not _bytes_accepted(tiny_tok, ctx, head + "Artifact: he suspect")  # not word aligned
+    assert not _bytes_accepted(tiny_tok, ctx, head + "Artifact: the suspec")
+    assert not _bytes_accepted(tiny_tok, ctx, head + "Artifact: Kabul  .")
+    assert _bytes_accepted(tiny_tok, ctx, head + "Artifact: suspect after the")
+
+
+@pytest.mark.parametrize(
+    "text, ok",
+    [
+        ("none", True),
+        ("none\nevent: Life:Die\ntrigger: fled", False),  # none among other lines
+        ("event: Life:Die\ntrigger: fled\nVictim: Police", True),
+        ("event: Life:Die\ntrigger: fled\nAttacker: Police", False),  # not a Life:Die role
+        ("event: Life:Die\nVictim: Police", False),  # trigger line first
+        ("event: Life:Dies\ntrigger: fled", False),
+        ("event: Life:Die\ntrigger: fled\n", False),  # trailing newline: an unfinished line
+        ("event: Life:Die\ntrigger: fled\nevent: Conflict:Attack\ntrigger: arrested\nTarget: Kabul", True),
+    ],
+)
+def test_text_grammar(tiny_tok, text, ok):
+    assert _bytes_accepted(tiny_tok, grammar.Context("text_ee", words=WORDS), text) == ok
+
+
+@pytest.mark.parametrize(
+    "codec, size, box, ok",
+    [
+        (Qwen2VLBoxes(), (640, 480), "[0, 0, 1000, 1000]", True),
+        (Qwen2VLBoxes(), (640, 480), "[0, 0, 1001, 1000]", False),
+        (Qwen2VLBoxes(), (640, 480), "[00, 0, 10, 10]", False),  # the codec writes no leading zero
+        (Qwen2VLBoxes(), (640, 480), "[1,2,3,4]", False),
+        (Qwen25VLBoxes(), (640, 480), "[0, 0, 644, 476]", True),  # smart_resize: 644 x 476
+        (Qwen25VLBoxes(), (640, 480), "[0, 0, 644, 477]", False),
+        (LlavaBoxes(), (100, 300), "[0.33, 0.00, 0.67, 1.00]", True),
+        (LlavaBoxes(), (100, 300), "[0.30, 0.00, 0.67, 1.00]", False),  # padding is outside
+        (LlavaBoxes(), (100, 300), "[0.5, 0.00, 0.67, 1.00]", False),  # two decimals
+    ],
+)
+def test_box_grammar(tiny_tok, codec, size, box, ok):
+    ctx = grammar.Context("visual_ee", image_size=size, codec=codec)
+    assert _bytes_accepted(tiny_tok, ctx, f"event: Conflict:Attack\nAttacker: {box}") == ok
+
+
+def test_codec_written_boxes_are_accepted(tiny_tok):
+    rng = np.random.default_rng(0)
+    for codec in CODECS.values():
+        for size in [(640, 480), (37, 901), (1280, 720)]:
+            ctx = grammar.Context("image_argument", image_size=size, codec=codec, event_type="Life:Die")
+            for _ in range(10):
+                x = np.sort(rng.uniform(-20, size[0] + 20, 2))
+                y = np.sort(rng.uniform(-20, size[1] + 20, 2))
+                codes = codec.encode(Box(x[0], y[0], x[1], y[1]), size)
+                assert _bytes_accepted(tiny_tok, ctx, f"Victim: {codec.format(codes)}"), (codec.name, size, codes)
+
+
+def test_occurrence_index_limit(tiny_tok):
+    words = ("the",) * (K_MAX + 3)
+    ctx = grammar.Context("text_mention", words=words)
+    assert _bytes_accepted(tiny_tok, ctx, f"event: Life:Die\ntrigger@{K_MAX}: the")
+    assert not _bytes_accepted(tiny_tok, ctx, f"event: Life:Die\ntrigger@{K_MAX + 1}: the")
+    # @k needs k occurrences of the whole copied text, not of its first word
+    assert _bytes_accepted(tiny_tok, ctx, f"event: Life:Die\ntrigger@{K_MAX}: the the the")
+    assert not _bytes_accepted(tiny_tok, ctx, f"event: Life:Die\ntrigger@{K_MAX + 2}: the the")
+
+
+def test_budget_forces_the_end(tiny_tok):
+    ctx = grammar.Context("text_ee", words=WORDS)
+    h = _automaton(tiny_tok, ctx)
+    need = C.start_distance(h.g, h.c)
+    assert set(h.allowed(need)) < set(h.allowed(need + 60))  # a tight budget leaves only `none`
+    assert h.allowed(need - 1) == {}
+
+
+def test_vocab_text_is_byte_exact(tiny_tok):
+    vocab = C.vocab_for(tiny_tok)
+    text = "Kabul . é ü 中"
+    ids = tiny_tok(text + C.END_OF_TURN + "tail", add_special_tokens=False)["input_ids"]
+    assert vocab.text(ids) == text
+    sp = C.TokenVocab.from_pieces([None, b" the", b"\n", b"x"], eos_id=0)
+    assert sp.has_prefix(b" t") and not sp.has_prefix(b"y") and sp.text([1, 2, 3, 0, 1]) == " the\nx"
+    assert C._sentencepiece_bytes("<0x0A>") == b"\n" and C._sentencepiece_bytes("\u2581the") == b" the"
+
+
+def test_empty_sentence_answers_none(tiny_tok):
+    ctx = grammar.Context("text_ee", words=())
+    h = _automaton(tiny_tok, ctx)
+    text = C.vocab_for(tiny_tok).text(_random_walk(h, random.Random(0), 50))
+    assert text == "none"
+
+
+def test_bad_contexts_are_reported(tiny_tok):
+    vocab = C.vocab_for(tiny_tok)
+    with pytest.raises(ValueError, match="given event type"):
+        C.example_constraint(C.task_grammar("text_argument", vocab), grammar.Context("text_argument", words=WORDS))
+    with pytest.raises(ValueError, match="codec and image_size"):
+        C.example_constraint(C.task_grammar("visual_ee", vocab), grammar.Context("visual_ee"))
+    with pytest.raises(ValueError, match="grammar"):
+        C.example_constraint(C.task_grammar("visual_ee", vocab), grammar.Context("text_ee", words=WORDS))
+    with pytest.raises(ValueError, match="unknown task"):
+        C.task_grammar("bogus", vocab)

@@ -1,0 +1,71 @@
+"""tools/parity.py run in-process on tiny saved checkpoints (torch CPU reference)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from tests.testing.hf_tiny import make_tiny_qwen
+from tests.testing.tiny_tokenizer import save_tiny_processor_files
+from tools import parity
+
+TOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def tiny_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("parity")
+    dirs = {v: make_tiny_qwen(root / "bare", v)[0] for v in ("qwen2_vl", "qwen2_5_vl")}
+    with_tok, _ = make_tiny_qwen(root / "tok", "qwen2_5_vl")
+    save_tiny_processor_files(with_tok)
+    dirs["qwen2_5_vl+tokenizer"] = with_tok
+    return dirs
+
+
+def _check(result, n_images, tokenizer):
+    assert result["n_images"] == n_images
+    assert result["tokenizer"] is tokenizer
+    assert result["padding_tokens"] > 0  # the batch of two really is padded
+    assert result["max_abs_logit_diff"] <= TOL, result
+    assert result["argmax_agreement"] == 1.0, result
+
+
+@pytest.mark.parametrize("variant", ["qwen2_vl", "qwen2_5_vl"])
+def test_random_ids_without_tokenizer(tiny_dirs, variant, capsys):
+    result = parity.main(["--hf-dir", str(tiny_dirs[variant]), "--images", "3"])
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert len(printed) == 1 and json.loads(printed[0]) == result
+    assert result["model_type"] == variant and result["dtype"] == "float32"
+    _check(result, 3, tokenizer=False)
+    grids = np.asarray(result["image_grid_thw"])
+    assert len({tuple(g[1:]) for g in grids}) == 3  # different sizes
+    assert result["pixel_values_shape"][0] == int(grids.prod(1).sum())
+
+
+def test_chat_prompts_with_tokenizer(tiny_dirs):
+    result = parity.main(
+        ["--hf-dir", str(tiny_dirs["qwen2_5_vl+tokenizer"]), "--images", "2", "--padding-side", "right"]
+    )
+    _check(result, 2, tokenizer=True)
+
+
+def test_saved_reference_round_trip(tiny_dirs, tmp_path):
+    hf_dir = str(tiny_dirs["qwen2_vl"])
+    ref_file = tmp_path / "ref.npz"
+    saved = parity.main(["--hf-dir", hf_dir, "--images", "1", "--save-reference", str(ref_file)])
+    assert "max_abs_logit_diff" not in saved and ref_file.is_file()
+    result = parity.main(["--hf-dir", hf_dir, "--reference", str(ref_file)])
+    _check(result, 1, tokenizer=False)
+    with pytest.raises(ValueError, match="made for model_type"):
+        parity.main(["--hf-dir", str(tiny_dirs["qwen2_5_vl"]), "--reference", str(ref_file)])
+
+
+def test_unknown_model_type(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llava"}))
+    with pytest.raises(KeyError, match="no parity input builder"):
+        parity.main(["--hf-dir", str(tmp_path)])
