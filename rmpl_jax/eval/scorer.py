@@ -139,11 +139,12 @@ def _eligible_iou_or_inside(pred: Box, gold: Box) -> bool:
     return inside or _eligible_iou(pred, gold)
 
 
-def match_boxes(pred: list[Box], gold: list[Box], eligible: Callable[[Box, Box], bool] = _eligible_iou) -> int:
-    """One-to-one matches, taken greedily by descending IoU among eligible pairs.
-
-    Ties keep enumeration order (prediction-major), so the result is deterministic.
-    """
+def matched_pairs(
+    pred: list[Box], gold: list[Box], eligible: Callable[[Box, Box], bool] = _eligible_iou
+) -> list[tuple[int, int]]:
+    """The (pred index, gold index) pairs matched one-to-one, taken greedily by descending IoU
+    among eligible pairs. Ties keep enumeration order (prediction-major), so the result is
+    deterministic."""
     pairs = [
         (pred_box.iou(gold_box), i, j)
         for i, pred_box in enumerate(pred)
@@ -151,12 +152,18 @@ def match_boxes(pred: list[Box], gold: list[Box], eligible: Callable[[Box, Box],
         if eligible(pred_box, gold_box)
     ]
     pairs.sort(key=lambda x: -x[0])
-    used_pred, used_gold = set(), set()
+    used_pred, used_gold, matched = set(), set(), []
     for _, i, j in pairs:
         if i not in used_pred and j not in used_gold:
             used_pred.add(i)
             used_gold.add(j)
-    return len(used_pred)
+            matched.append((i, j))
+    return matched
+
+
+def match_boxes(pred: list[Box], gold: list[Box], eligible: Callable[[Box, Box], bool] = _eligible_iou) -> int:
+    """How many boxes `matched_pairs` matches."""
+    return len(matched_pairs(pred, gold, eligible))
 
 
 def box_counts(gold: BoxGroups, pred: BoxGroups, eligible: Callable[[Box, Box], bool] = _eligible_iou) -> Counts:
@@ -208,44 +215,71 @@ def _groups_in_pairs(pairs: set[tuple], groups: BoxGroups) -> BoxGroups:
     return {key: boxes for key, boxes in groups.items() if key in keys}
 
 
-def score(corpus: M2E2Corpus, preds: PredictionSet) -> ScoreReport:
-    """Scores predictions against the corpus under the strict protocol and variants."""
+@dataclasses.dataclass(frozen=True)
+class StrictItems:
+    """Gold and predicted items of each strict setting, `(gold, pred)`, exactly as `score`
+    counts them: key sets for the text and pair settings, box groups for the image ones.
+    Multimedia arguments are the text items and box groups of coref pairs."""
+
+    text_event: tuple[set[tuple], set[tuple]]
+    text_argument: tuple[set[tuple], set[tuple]]
+    image_event: tuple[set[tuple], set[tuple]]
+    image_argument: tuple[BoxGroups, BoxGroups]
+    multimedia_event: tuple[set[tuple], set[tuple]]  # (sentence_id, image_id, event_type)
+    multimedia_text_argument: tuple[set[tuple], set[tuple]]
+    multimedia_image_argument: tuple[BoxGroups, BoxGroups]
+
+
+def strict_items(corpus: M2E2Corpus, preds: PredictionSet) -> StrictItems:
+    """Reduces the corpus and the predictions to the items of every strict setting."""
     gold_rows = _text_events(corpus)
     pred_rows = _predicted_text_events(preds.text)
     gold_args, pred_args = argument_items(gold_rows), argument_items(pred_rows)
-
     gold_images = gold_box_groups(corpus.images.values())
     pred_images = predicted_box_groups(preds.images)
-    gold_image_events = set(gold_images)
-    pred_image_events = {(p.image_id, p.events[0].event_type) for p in preds.images if p.events}
-
     gold_pairs = {(c.sentence_id, c.image_id, c.event_type) for c in corpus.coref}
     pred_pairs = {(c.sentence_id, c.image_id, c.event_type) for c in preds.coref}
+    return StrictItems(
+        text_event=(event_items(gold_rows), event_items(pred_rows)),
+        text_argument=(gold_args, pred_args),
+        image_event=(set(gold_images), {(p.image_id, p.events[0].event_type) for p in preds.images if p.events}),
+        image_argument=(gold_images, pred_images),
+        multimedia_event=(gold_pairs, pred_pairs),
+        multimedia_text_argument=(_in_pairs(gold_pairs, gold_args), _in_pairs(pred_pairs, pred_args)),
+        multimedia_image_argument=(
+            _groups_in_pairs(gold_pairs, gold_images),
+            _groups_in_pairs(pred_pairs, pred_images),
+        ),
+    )
 
+
+def score(corpus: M2E2Corpus, preds: PredictionSet) -> ScoreReport:
+    """Scores predictions against the corpus under the strict protocol and variants."""
+    items = strict_items(corpus, preds)
+    gold_pairs, pred_pairs = items.multimedia_event
     multimedia_event = Counts()
     for sid, iid, t in pred_pairs:
         multimedia_event.add(t, pred=1, tp=int((sid, iid, t) in gold_pairs))
     for _, _, t in gold_pairs:
         multimedia_event.add(t, gold=1)
 
-    multimedia_argument = _set_counts(_in_pairs(gold_pairs, gold_args), _in_pairs(pred_pairs, pred_args)).merge(
-        box_counts(_groups_in_pairs(gold_pairs, gold_images), _groups_in_pairs(pred_pairs, pred_images))
-    )
-
+    gold_args, pred_args = items.text_argument
     settings = {
-        "text_event": _set_counts(event_items(gold_rows), event_items(pred_rows)),
+        "text_event": _set_counts(*items.text_event),
         "text_argument": _set_counts(gold_args, pred_args),
-        "image_event": _set_counts(gold_image_events, pred_image_events),
-        "image_argument": box_counts(gold_images, pred_images),
+        "image_event": _set_counts(*items.image_event),
+        "image_argument": box_counts(*items.image_argument),
         "multimedia_event": multimedia_event,
-        "multimedia_argument": multimedia_argument,
+        "multimedia_argument": _set_counts(*items.multimedia_text_argument).merge(
+            box_counts(*items.multimedia_image_argument)
+        ),
     }
     variants = {
         "text_argument_head": _set_counts({_head_key(i) for i in gold_args}, {_head_key(i) for i in pred_args}),
         "text_argument_no_trigger": _set_counts(
             {_no_trigger_key(i) for i in gold_args}, {_no_trigger_key(i) for i in pred_args}
         ),
-        "image_argument_inside": box_counts(gold_images, pred_images, _eligible_iou_or_inside),
+        "image_argument_inside": box_counts(*items.image_argument, _eligible_iou_or_inside),
     }
     return ScoreReport(settings, variants)
 
