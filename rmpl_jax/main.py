@@ -17,6 +17,7 @@ MODES = {
     "score": "rmpl_jax.modes.score",
     "train": "rmpl_jax.modes.train",
     "predict": "rmpl_jax.modes.predict",
+    "report": "rmpl_jax.modes.report",
 }
 
 

@@ -6,15 +6,19 @@ from __future__ import annotations
 import json
 import os
 
+from rmpl_jax.eval.report import write_report
 from rmpl_jax.eval.scorer import score
 from rmpl_jax.eval.tables import format_table
 from rmpl_jax.m2e2.corpus import M2E2Corpus
 from rmpl_jax.m2e2.predictions import PredictionSet, write_predictions
 
 
-def write_scores(corpus: M2E2Corpus, predictions: PredictionSet, stats: dict, out_dir: str) -> dict:
+def write_scores(
+    corpus: M2E2Corpus, predictions: PredictionSet, stats: dict, out_dir: str, report_path: str | None = None
+) -> dict:
     """Writes `out_dir/predictions.jsonl` and `out_dir/metrics.json` (scores plus the decode
-    `stats`), prints the table and returns the metrics."""
+    `stats`), and the HTML report to `report_path` when given; prints the table and returns
+    the metrics."""
     os.makedirs(out_dir, exist_ok=True)
     write_predictions(os.path.join(out_dir, "predictions.jsonl"), predictions)
     report = score(corpus, predictions)
@@ -24,4 +28,7 @@ def write_scores(corpus: M2E2Corpus, predictions: PredictionSet, stats: dict, ou
         json.dump(metrics, f, indent=1, default=str)
     print(f"held-out data ({len(corpus.sentences)} sentences, {len(corpus.images)} photos), strict protocol:")
     print(format_table(report))
+    if report_path:
+        write_report(report_path, corpus, predictions, title="Held-out data: strict M2E2 scores", notes=stats)
+        print(f"wrote {report_path}")
     return metrics

@@ -1,5 +1,5 @@
-"""`mode=predict`: decode M2E2 with a trained model, write `W/predictions.jsonl` and the strict
-scores `W/metrics.json`.
+"""`mode=predict`: decode M2E2 with a trained model, write `W/predictions.jsonl`, the strict
+scores `W/metrics.json` and the HTML report `W/report.html`.
 
 The model is `model.hf_dir` (HF weights, or the architecture alone when a checkpoint brings the
 weights) plus a training checkpoint's params. What the model was trained with — base model
@@ -18,6 +18,7 @@ import numpy as np
 from flax import nnx
 
 from rmpl_jax.data.m2e2 import read_m2e2
+from rmpl_jax.eval.report import write_report
 from rmpl_jax.eval.scorer import score
 from rmpl_jax.eval.tables import format_table
 from rmpl_jax.infer.predict import predict_records
@@ -166,7 +167,8 @@ def run(config, workdir: str) -> dict:
     os.makedirs(workdir, exist_ok=True)
     path = os.path.join(workdir, "predictions.jsonl")
     write_predictions(path, predictions)
-    report = score(corpus, read_predictions(path))  # scores what the file says, validated
+    written = read_predictions(path)  # scores what the file says, validated
+    report = score(corpus, written)
     print(format_table(report))
     print(json.dumps({k: v for k, v in stats.items() if k != "missing_image_ids"}))
     metrics = report.as_dict()
@@ -175,5 +177,7 @@ def run(config, workdir: str) -> dict:
     )
     with open(os.path.join(workdir, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=1)
-    print(f"wrote {path} and {os.path.join(workdir, 'metrics.json')}")
+    page = os.path.join(workdir, "report.html")
+    write_report(page, corpus, written, title=f"M2E2 predictions: {path}", notes=metrics["predict"])
+    print(f"wrote {path}, {os.path.join(workdir, 'metrics.json')} and {page}")
     return metrics
