@@ -83,6 +83,7 @@ def get_config():
     c.stage2.warmup_steps = 10
 
     c.train = ml_collections.ConfigDict(dict(grad_accum=1, loss_chunk=512, weight_decay=0.0))
+    c.train.log_every = 1  # W/<stage>/metrics.jsonl and TensorBoard events every N steps
     c.mesh_shape = (-1, 1, 1)  # (data, fsdp, tensor)
     c.checkpoint = ml_collections.ConfigDict(dict(every=100, keep=2))
     c.export = True  # W/export: merged HF safetensors + processor files, and the adapters

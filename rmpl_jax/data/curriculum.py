@@ -18,6 +18,7 @@ from rmpl_jax.data.mnre import read_mnre
 from rmpl_jax.data.oneie import read_oneie
 from rmpl_jax.data.pipeline import TaskSource
 from rmpl_jax.data.synthetic import SyntheticSplit, generate_corpus
+from rmpl_jax.io.read_report import ReadReport
 from rmpl_jax.io.shared_data import shared_data_path
 from rmpl_jax.m2e2 import grammar, ontology, render
 from rmpl_jax.m2e2.boxes import BoxCodec
@@ -39,6 +40,7 @@ class Sources:
     images: tuple[ImageItem, ...] = ()
     image_sizes: Mapping[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
     relations: tuple[MNRERecord, ...] = ()
+    reports: tuple[ReadReport, ...] = ()  # what reading each source kept, skipped and dropped
 
     def summary(self) -> str:
         return f"{len(self.sentences)} sentences, {len(self.images)} images, {len(self.relations)} relation examples"
@@ -72,11 +74,12 @@ def synthetic_sources(workdir: str, *, seed: int, train_docs: int, heldout_docs:
 def real_sources(data) -> Sources:
     """Sources named in the config's `data` block (any may be empty)."""
 
-    sentences, images, sizes, relations = [], [], {}, []
+    sentences, images, sizes, relations, reports = [], [], {}, [], []
     if data.ace_path:
         reader = read_oneie if data.ace_path.endswith((".jsonl", ".oneie")) else read_jmee
         found, report = reader(data.ace_path, lenient=data.lenient)
         print(report.summary())
+        reports.append(report)
         sentences += found
     if data.imsitu_path:
         mapping = ontology.load_imsitu_mapping(data.imsitu_mapping or shared_data_path("imsitu", "ace_sr_mapping.txt"))
@@ -84,13 +87,15 @@ def real_sources(data) -> Sources:
             data.imsitu_path, mapping, images_dir=data.imsitu_images or None, lenient=data.lenient
         )
         print(report.summary())
+        reports.append(report)
         images += [i for i in found if i.path]
         sizes.update(found_sizes)
     if data.mnre_path:
         found, report = read_mnre(data.mnre_path, images_dir=data.mnre_images or None, lenient=data.lenient)
         print(report.summary())
+        reports.append(report)
         relations += found
-    return Sources(tuple(sentences), tuple(images), sizes, tuple(relations))
+    return Sources(tuple(sentences), tuple(images), sizes, tuple(relations), tuple(reports))
 
 
 def task_examples(task: str, sources: Sources, codec: BoxCodec, side: int) -> list[grammar.Example]:

@@ -25,6 +25,7 @@ from rmpl_jax.data.curriculum import (
 )
 from rmpl_jax.data.featurize import Featurizer
 from rmpl_jax.eval.heldout import write_scores
+from rmpl_jax.eval.run_card import RunCard
 from rmpl_jax.infer.predict import predict_records
 from rmpl_jax.io.run_config import write_run_config
 from rmpl_jax.m2e2 import render
@@ -33,9 +34,11 @@ from rmpl_jax.models import lora
 from rmpl_jax.models.family import family_for_dir
 from rmpl_jax.models.qwen2_vl.demo import write_demo_model_dir
 from rmpl_jax.models.qwen2_vl.processor import QwenProcessor
+from rmpl_jax.modes.run_outputs import finish_run, note_heldout, stage_summary, start_card
 from rmpl_jax.train import checkpoint, distributed
 from rmpl_jax.train import sharding as shd
 from rmpl_jax.train.export import export_model
+from rmpl_jax.train.metrics_log import MetricsLog
 from rmpl_jax.train.optimizer import make_optimizer
 from rmpl_jax.train.state import abstract, create_train_state, split_model
 from rmpl_jax.train.step import make_train_step
@@ -55,6 +58,7 @@ class Run:
     codec: object
     sources: Sources
     mesh: object
+    card: RunCard
 
 
 def demo_model_dir(config, workdir: str, sources: Sources) -> str:
@@ -161,22 +165,29 @@ def train_stage(run: Run, name: str, init_from: str | None):
         static_keys=("image_grid_thw",),
     )
     start = int(state.step)
+    compile_s = None
     if start < stage.steps:
         first = _global(next(iterator), run.mesh)
         t0 = time.time()
         step.compile(abstract(state), first, print_fn=lambda s: print("  compiled step:", s))
-        print(f"  compile {time.time() - t0:.1f}s")
+        compile_s = time.time() - t0
+        print(f"  compile {compile_s:.1f}s")
     losses = []
+    log = MetricsLog(os.path.join(run.workdir, name), config.train.log_every, jax.process_index() == 0, start)
+    t_loop = time.time()
     with tqdm(total=stage.steps, initial=start, desc=name, unit="step", disable=jax.process_index() != 0) as bar:
         batch = first if start < stage.steps else None
         while int(state.step) < stage.steps:
             state, metrics = step(state, batch)
+            log.write(int(state.step), metrics)
             manager.save(state, data_state=iterator.get_state())
             losses.append(float(metrics["loss"]))
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
             if int(state.step) < stage.steps:
                 batch = _global(next(iterator), run.mesh)
+    log.close()
+    loop_s = time.time() - t_loop
     if manager.latest_step() != int(state.step):
         manager.save(state, data_state=iterator.get_state(), force=True)
     manager.wait()
@@ -184,6 +195,7 @@ def train_stage(run: Run, name: str, init_from: str | None):
     if losses:
         k = max(1, len(losses) // 10)
         print(f"  {name} loss: first {np.mean(losses[:k]):.3f} -> last {np.mean(losses[-k:]):.3f}")
+    run.card.stages.append(stage_summary(name, stage, sources, state, start, loop_s, compile_s, losses))
     return layout.merge(state.trainable, state.frozen), ckpt_dir
 
 
@@ -210,6 +222,8 @@ def run(config, workdir: str) -> dict:
     processor = QwenProcessor.from_dir(hf_dir)
     if processor.tokenizer is None:
         raise ValueError(f"{hf_dir}: training needs tokenizer files in the model directory")
+    config_json = resolved.to_json_best_effort(indent=1, sort_keys=True)
+    card = start_card(config, config_json, workdir, hf_dir, processor.model_type, sources, heldout)
     mesh = shd.make_mesh(tuple(config.mesh_shape))
     print(distributed.describe(mesh))
     run_ = Run(
@@ -221,6 +235,7 @@ def run(config, workdir: str) -> dict:
         square_frame_codec(processor.model_type, data.image_side, processor.patch_size * processor.merge_size),
         sources,
         mesh,
+        card,
     )
 
     init_from = config.init_from or None
@@ -229,14 +244,16 @@ def run(config, workdir: str) -> dict:
         model, init_from = train_stage(run_, name, init_from)
     if model is not None and config.export:
         export_model(model, hf_dir, workdir)
-    if heldout is None or model is None or not config.eval.heldout:
-        return {}
-    return score_heldout(model, run_, heldout)
+    metrics = {}
+    if heldout is not None and model is not None and config.eval.heldout:
+        metrics = score_heldout(model, run_, heldout)
+    finish_run(card, config.stages)
+    return metrics
 
 
 def score_heldout(model, run: Run, split) -> dict:
     """Decodes the held-out synthetic split with the last stage's tasks and scores it
-    (`W/heldout/predictions.jsonl`, `W/heldout/metrics.json`)."""
+    (`W/heldout/predictions.jsonl`, `W/heldout/metrics.json`, the page `W/report.html`)."""
     config = run.config
     predictions, stats = predict_records(
         model,
@@ -250,4 +267,7 @@ def score_heldout(model, run: Run, split) -> dict:
         max_new_tokens=config.eval.max_new_tokens,
         pipeline="stage2" if config.stages[-1] == "stage2" else "joint",
     )
-    return write_scores(split.as_corpus(), predictions, stats, os.path.join(run.workdir, "heldout"))
+    report = os.path.join(run.workdir, "report.html")
+    metrics = write_scores(split.as_corpus(), predictions, stats, os.path.join(run.workdir, "heldout"), report)
+    note_heldout(run.card, metrics, report)
+    return metrics

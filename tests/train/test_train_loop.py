@@ -1,10 +1,13 @@
 """The curriculum loop end to end on the synthetic corpus: both stages train, checkpoint,
-hand weights from stage 1 to stage 2, and a longer rerun resumes instead of restarting."""
+hand weights from stage 1 to stage 2, log their metrics, and a longer rerun resumes instead of
+restarting."""
 
+import glob
 import math
 import os
 
 from configs import stage1
+from rmpl_jax.train.metrics_log import read_metrics
 
 
 def small_config(stage1_steps: int):
@@ -44,6 +47,12 @@ def test_two_stages_checkpoint_and_resume(tmp_path, capsys):
     family_for_dir(export).load_hf(export)  # every tensor present and well shaped
     losses = [line for line in out.splitlines() if "loss: first" in line]
     assert len(losses) == 2 and all(math.isfinite(float(line.split()[-1])) for line in losses)
+    for stage in ("stage1", "stage2"):
+        assert [line["step"] for line in read_metrics(f"{workdir}/{stage}")] == [1, 2]
+        assert glob.glob(f"{workdir}/{stage}/events.out.tfevents.*")
+    assert os.path.getsize(f"{workdir}/curves.png") > 0
+    card = open(f"{workdir}/run.md").read()
+    assert "| stage1 | 0 -> 2 (2) | 2 |" in card and "task mnre had no examples" in card
 
     # A longer stage 1 resumes from its step-2 checkpoint; stage 2 is already done.
     train.run(small_config(stage1_steps=4), workdir)
@@ -51,3 +60,6 @@ def test_two_stages_checkpoint_and_resume(tmp_path, capsys):
     assert "resumed stage1 from step 2" in out
     assert steps_saved(f"{workdir}/stage1/checkpoints")[-1] == 4
     assert "resumed stage2 from step 2" in out
+    assert [line["step"] for line in read_metrics(f"{workdir}/stage1")] == [1, 2, 3, 4]
+    card = open(f"{workdir}/run.md").read()
+    assert "| stage1 | 2 -> 4 (2) | 4 |" in card and "| stage2 | 2 -> 2 (0) | 2 |" in card

@@ -1,0 +1,96 @@
+"""Training metrics of one stage, every `every` steps: `<stage dir>/metrics.jsonl` (one JSON
+line per logged step) and TensorBoard event files in the same folder (tensorboardX), so
+`tensorboard --logdir W` shows each stage as a run.
+
+    log = MetricsLog(os.path.join(workdir, "stage1"), every=config.train.log_every)
+    for ...:
+        state, metrics = step(state, batch)
+        log.write(int(state.step), metrics)   # reads the metrics only on logged steps
+    log.close()
+
+A line holds step, loss, learning_rate, grad_norm, tokens (answer tokens of the step's global
+batch), tokens_per_s and wall_time (seconds since the log was opened). tokens_per_s is the
+step's tokens over the mean step time since the previous logged step (exact when every is 1).
+A resumed stage appends; a step logged twice (rerun after the last checkpoint) keeps both
+lines, and readers take the last.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping
+
+from tensorboardX import SummaryWriter
+
+from rmpl_jax.io.lines import numbered_lines
+
+METRICS_FILE = "metrics.jsonl"
+FIELDS = ("loss", "learning_rate", "grad_norm", "tokens")
+
+
+class MetricsLog:
+    """Writes a stage's metrics; `enabled=False` (a process other than 0) writes nothing.
+    `first_step` is the step the stage starts (or resumes) from."""
+
+    def __init__(self, stage_dir: str, every: int = 1, enabled: bool = True, first_step: int = 0):
+        if every < 1:
+            raise ValueError(f"train.log_every must be >= 1, got {every}")
+        self.every = int(every)
+        self.path = os.path.join(stage_dir, METRICS_FILE)
+        self._file = self._writer = None
+        if enabled:
+            os.makedirs(stage_dir, exist_ok=True)
+            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 -- closed by close()
+            self._writer = SummaryWriter(logdir=stage_dir)
+        self._opened = self._last_time = time.perf_counter()
+        self._last_step = int(first_step)
+
+    def due(self, step: int) -> bool:
+        """Whether `step` is one this log writes."""
+        return step % self.every == 0
+
+    def write(self, step: int, metrics: Mapping[str, object]) -> dict | None:
+        """Logs `metrics` (device or host scalars) when `step` is due; returns the line."""
+        if not self.due(step) or self._file is None:
+            return None
+        now = time.perf_counter()
+        values = {k: float(metrics[k]) for k in FIELDS if k in metrics}
+        steps = max(1, step - self._last_step)
+        seconds = now - self._last_time
+        line = {"step": int(step), **values}
+        if "tokens" in values and seconds > 0:
+            line["tokens_per_s"] = values["tokens"] * steps / seconds
+        line["wall_time"] = now - self._opened
+        self._file.write(json.dumps(line) + "\n")
+        self._file.flush()
+        for key, value in line.items():
+            if key not in ("step", "wall_time"):
+                self._writer.add_scalar(f"train/{key}", value, global_step=int(step))
+        self._last_step, self._last_time = int(step), now
+        return line
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._writer.close()
+            self._file = self._writer = None
+
+
+def read_metrics(stage_dir: str) -> list[dict]:
+    """The stage's logged lines by step; of a step logged twice, the last line. A line that is
+    not JSON (a run killed while writing) raises ValueError naming the file and line."""
+    path = os.path.join(stage_dir, METRICS_FILE)
+    if not os.path.exists(path):
+        return []
+    by_step = {}
+    for lineno, raw in numbered_lines(path):
+        try:
+            line = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{lineno}: invalid JSON: {e.msg}") from None
+        if not isinstance(line, dict) or not isinstance(line.get("step"), int):
+            raise ValueError(f"{path}:{lineno}: expected an object with an integer 'step'")
+        by_step[line["step"]] = line
+    return [by_step[k] for k in sorted(by_step)]
