@@ -25,6 +25,7 @@ from rmpl_jax.models import qwen2_vl as Q
 from rmpl_jax.models.qwen2_vl.processor import QwenProcessor
 from rmpl_jax.modes import predict as predict_mode
 from tests.testing.decode_models import IMAGE_SIDE, synthetic, tiny_dir
+from tests.testing.html_page import parse_page
 
 
 @pytest.fixture(scope="module")
@@ -194,6 +195,11 @@ def test_predict_mode_with_a_lora_checkpoint(tiny, split, tmp_path):
     assert saved["predict"]["decode_compiles"] <= 6  # per task: its text buckets or the photos
     assert set(saved) >= {"text_event", "text_argument", "image_event", "multimedia_event", "variants"}
     assert metrics["text_event"]["gold"] == saved["text_event"]["gold"]
+    page = parse_page((tmp_path / "work" / "report.html").read_text(encoding="utf-8"))
+    assert len(page.find_all("div", cls="photo")) == len(split.images) - 1  # the missing one is listed
+    assert json.loads(page.find("script", id="scores-json").text()) == {
+        k: v for k, v in saved.items() if k != "predict"
+    }
 
     config.model.lora_rank = 3  # not the checkpoint's rank: a clear error
     with pytest.raises(ValueError, match="check lora_rank"):
