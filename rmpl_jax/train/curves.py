@@ -1,15 +1,18 @@
 """`W/curves.png`: loss, learning rate and tokens/s against step, one column per stage, from
-the stages' `metrics.jsonl` (matplotlib's Agg canvas: no display, no global pyplot state)."""
+the stages' `metrics.jsonl` (matplotlib's Agg canvas: no display, no global pyplot state).
+Noisy per-step values are drawn faint with their running mean on top."""
 
 from __future__ import annotations
 
 import os
 
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from rmpl_jax.train.metrics_log import read_metrics
 
+SMOOTHING_POINTS = 25  # the running mean covers 1/25 of a stage's logged steps
 PANELS = (("loss", "loss"), ("learning_rate", "learning rate"), ("tokens_per_s", "answer tokens/s"))
 
 
@@ -24,9 +27,15 @@ def plot_curves(stages: dict[str, list[dict]]) -> Figure:
             ax = axes[row][col]
             points = [(line["step"], line[key]) for line in lines if key in line]
             if points:
-                ax.plot(*zip(*points), linewidth=1.2)
-                values = [v for _, v in points]
-                if key == "loss" and min(values) > 0 and max(values) >= 10 * min(values):
+                steps, values = (np.asarray(v, dtype=float) for v in zip(*points))
+                window = len(values) // SMOOTHING_POINTS
+                if key != "learning_rate" and window > 1:  # noisy per-step values: a mean over a window on top
+                    ax.plot(steps, values, linewidth=0.8, alpha=0.35, color="tab:blue")
+                    mean = np.convolve(values, np.ones(window) / window, mode="valid")
+                    ax.plot(steps[window - 1 :], mean, linewidth=1.6, color="tab:blue")
+                else:
+                    ax.plot(steps, values, linewidth=1.2, color="tab:blue")
+                if key == "loss" and values.min() > 0 and values.max() >= 10 * values.min():
                     ax.set_yscale("log")  # a from-scratch loss falls by orders of magnitude
             else:
                 ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)

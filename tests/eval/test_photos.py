@@ -30,3 +30,14 @@ def test_small_photos_are_not_enlarged_and_bad_boxes_do_not_fail():
     uri = jpeg_data_uri(thumb)
     assert uri.startswith("data:image/jpeg;base64,")
     assert Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).size == (200, 100)
+
+
+def test_tags_of_boxes_sharing_a_corner_do_not_cover_each_other():
+    photo = Image.new("RGB", (400, 400), (255, 255, 255))
+    one = np.asarray(draw_boxes(photo, gold=[], pred=[("Giver", Box(100, 100, 300, 300))]))
+    two = np.asarray(
+        draw_boxes(photo, gold=[], pred=[("Giver", Box(100, 100, 300, 300)), ("Recipient", Box(100, 50, 300, 300))])
+    )
+    column = 92  # just inside both boxes' left edges, under their tags
+    tagged = [int((frame[:, column] == PRED_COLOUR).all(axis=-1).sum()) for frame in (one, two)]
+    assert tagged[1] >= 2 * tagged[0] - 2  # the second tag sits above the first, not on it
