@@ -127,3 +127,12 @@ def test_page_is_self_contained(case, tmp_path):
     path = tmp_path / "out" / "report.html"
     report = write_report(str(path), corpus, predictions, title="small case")
     assert path.read_text(encoding="utf-8") == page and report.as_dict() == score(corpus, predictions).as_dict()
+
+
+def test_a_photo_file_that_cannot_be_opened_is_named(tmp_path):
+    corpus, predictions = small_case(tmp_path)
+    with open(corpus.images["d_p2"].path, "wb") as f:
+        f.write(b"not a picture")
+    root = parse_page(render_report(corpus, predictions, title="small case")[0])
+    assert "d_p2" not in _cards(root, "photo") and len(_cards(root, "photo")) == len(EXPECTED_PHOTO_KINDS) - 1
+    assert "could not open d_p2: " in " ".join(p.text() for p in root.find_all("p", cls="warn"))
