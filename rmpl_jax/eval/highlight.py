@@ -15,12 +15,13 @@ from rmpl_jax.m2e2.records import TextEvent
 
 
 def _spans(events: tuple[TextEvent, ...]) -> list[tuple[int, int, str, str]]:
-    """(start, end, css class, label) of every trigger and argument."""
+    """(start, end, css class, label) of every trigger and argument, each once (a model may
+    repeat an argument; set semantics score it once, and the page marks it once)."""
     out = []
     for e in events:
         out.append((e.trigger.start, e.trigger.end, "trg", e.event_type))
         out += [(a.span.start, a.span.end, "arg", a.role) for a in e.arguments]
-    return out
+    return list(dict.fromkeys(out))
 
 
 def highlight(words: tuple[str, ...], events: tuple[TextEvent, ...]) -> str:

@@ -26,6 +26,7 @@ caption { font-weight: bold; text-align: left; }
 .sent .arg { background: #cfe3ff; }
 .sent .trg.arg { background: linear-gradient(#ffe08a, #cfe3ff); }
 sub.lbl { font-size: .7em; color: #555; margin-left: 1px; }
+sub.lbl + sub.lbl { margin-left: .4em; }
 ul.events, ul.errs { margin: .2em 0; padding-left: 1.2em; }
 ul.events li.gold, ul.events li.pred { display: list-item; min-width: 0; font-weight: normal; font-size: 1em; }
 .kind { font-weight: bold; }

@@ -28,3 +28,11 @@ def test_offsets_outside_the_sentence_are_shown_not_fatal():
     assert "Life:Die [6, 9) clipped" in html and "Victim [20, 22) outside the sentence" in html
     assert describe(WORDS, (event,)) == ["Life:Die: <b>.</b>; Victim=[20, 22)"]
     assert highlight((), (event,)) == ""
+
+
+def test_a_repeated_argument_is_marked_once():
+    event = TextEvent(
+        "Life:Die", Span(1, 2), (TextArgument("Place", Span(5, 6)),) * 3 + (TextArgument("Victim", Span(5, 6)),)
+    )
+    html = highlight(WORDS, (event,))
+    assert html.count('<sub class="lbl">Place</sub>') == 1 and '<sub class="lbl">Victim</sub>' in html
