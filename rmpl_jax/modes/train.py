@@ -181,7 +181,8 @@ def run(config, workdir: str) -> dict:
     if any((data.ace_path, data.imsitu_path, data.mnre_path)):
         sources = real_sources(data)
     else:
-        print("no data configured: training the demo model on the synthetic corpus")
+        model = config.model.hf_dir or "the demo model"
+        print(f"no data configured: training {model} on the synthetic corpus")
         sources, heldout = synthetic_sources(
             workdir, seed=config.seed, train_docs=data.synthetic.train_docs, heldout_docs=data.synthetic.heldout_docs
         )
