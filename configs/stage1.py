@@ -13,8 +13,6 @@ scratch (there are no offline weights) and scores held-out synthetic data.
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from rmpl_jax.models.lora import DEFAULT_TARGETS
-
 
 def get_config():
     c = ml_collections.ConfigDict()
@@ -29,7 +27,7 @@ def get_config():
     c.model.remat = ""  # '', 'full' or 'dots'
     c.model.lora_rank = 16
     c.model.lora_alpha = 32.0
-    c.model.lora_targets = DEFAULT_TARGETS
+    c.model.lora_targets = ""  # regex over projection paths; '': the family's default (its LM projections)
     c.model.trainable_regex = ""  # also train these parameters, e.g. r'^visual/merger/'
     c.model.demo = ml_collections.ConfigDict()
     c.model.demo.vocab_size = 1024

@@ -272,7 +272,7 @@ def with_attention(cfg, state, attention: str | None):
 
 
 def add_adapters(model, rank: int, alpha: float, seed: int) -> list[str]:
-    return apply_lora(model, rank, alpha, rngs=nnx.Rngs(seed + 1))
+    return apply_lora(model, rank, alpha, get_family(FAMILY).default_lora_targets, rngs=nnx.Rngs(seed + 1))
 
 
 def abstract_train_state(layout, trainable, frozen, tx, mesh) -> TrainState:

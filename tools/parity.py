@@ -3,13 +3,16 @@
     python tools/parity.py --hf-dir DIR [--images K] [--dtype float32]
 
 Builds a batch of two prompts (different lengths, padded) holding K synthetic images of
-different sizes, runs our model (registry: family of config.json's model_type, loaded from
-DIR) and the transformers model, and prints ONE JSON line: max_abs_logit_diff,
+different sizes (vision families; default 2) or text only (text-only families such as
+`llama`; K must be 0), runs our model (registry: family of config.json's model_type, loaded
+from DIR) and the transformers model, and prints ONE JSON line: max_abs_logit_diff,
 argmax_agreement (over non-padding positions), model_type, dtype, n_images, shapes.
 
 DIR may hold only config.json + safetensors: then the token ids are random (with the
 image-token runs inserted where the images go) and the image processor uses the family's
-default settings. With tokenizer files the prompts go through the chat template.
+default settings. With tokenizer files the prompts go through the chat template. A text-only
+model gets the position ids transformers' `generate` gives a padded batch (the count of real
+tokens before each), as our model does by default.
 
 The accelerator machine may lack torch: `--save-reference FILE.npz` runs only transformers
 (here) and stores inputs and logits; `--reference FILE.npz` runs only our model on those
@@ -35,6 +38,7 @@ from flax import nnx
 from PIL import Image
 
 from rmpl_jax.models.family import family_for_dir
+from rmpl_jax.models.llama.processor import TextProcessor
 from rmpl_jax.models.qwen2_vl.processor import IMAGE_TOKEN, QwenProcessor
 
 _REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -45,6 +49,7 @@ if str(_REPO) not in sys.path:  # run as a script from anywhere
 HF_CLASSES = {
     "qwen2_vl": "Qwen2VLForConditionalGeneration",
     "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
+    "llama": "LlamaForCausalLM",
 }
 SENTENCES = ["Police arrested the protesters near the parliament building on Monday.", "Troops fired at the convoy."]
 _INPUT_KEYS = ("input_ids", "attention_mask", "pixel_values", "image_grid_thw")
@@ -131,9 +136,35 @@ def qwen_inputs(
     return out
 
 
+def text_inputs(
+    hf_dir: pathlib.Path, config: dict, n_images: int, *, seed: int, padding_side: str, max_pixels: int | None
+) -> dict[str, Any]:
+    """Batch of two for a text-only model: chat prompts when DIR has a tokenizer, otherwise
+    random ids; position ids count the real tokens before each (0 on padding)."""
+    if n_images:
+        raise ValueError(f"{hf_dir}: a text-only {config.get('model_type')} model takes no images (use --images 0)")
+    if any((hf_dir / name).is_file() for name in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")):
+        proc = TextProcessor.from_dir(hf_dir)
+        texts = [proc.apply_chat_template([{"role": "user", "content": s}]) for s in SENTENCES]
+        out: dict[str, Any] = dict(proc(texts, padding=True, padding_side=padding_side), tokenizer=True)
+    else:
+        rng = np.random.default_rng(seed)
+        rows = [rng.integers(1, int(config["vocab_size"]), size=n) for n in (14, 9)]
+        ids = np.full((2, 14), int(config.get("pad_token_id") or 0), np.int64)
+        mask = np.zeros_like(ids)
+        for i, r in enumerate(rows):
+            sl = slice(14 - len(r), 14) if padding_side == "left" else slice(0, len(r))
+            ids[i, sl], mask[i, sl] = r, 1
+        out = {"input_ids": ids, "attention_mask": mask, "tokenizer": False}
+    mask = out["attention_mask"]
+    out["position_ids"] = ((np.cumsum(mask, axis=1) - 1) * mask).astype(np.int64)
+    return out
+
+
 INPUT_BUILDERS: dict[str, Callable[..., dict[str, Any]]] = {
     "qwen2_vl": qwen_inputs,
     "qwen2_5_vl": qwen_inputs,
+    "llama": text_inputs,
 }
 
 
@@ -155,6 +186,8 @@ def hf_logits(hf_dir: pathlib.Path, model_type: str, inputs: dict[str, Any], dty
         "input_ids": torch.from_numpy(inputs["input_ids"]),
         "attention_mask": torch.from_numpy(inputs["attention_mask"]),
     }
+    if inputs.get("position_ids") is not None:
+        kw["position_ids"] = torch.from_numpy(inputs["position_ids"])
     if inputs.get("pixel_values") is not None:
         kw["pixel_values"] = torch.from_numpy(inputs["pixel_values"]).to(torch_dtype)
         kw["image_grid_thw"] = torch.from_numpy(inputs["image_grid_thw"])
@@ -177,6 +210,8 @@ def our_logits(hf_dir: pathlib.Path, inputs: dict[str, Any], dtype: str) -> np.n
     @functools.partial(jax.jit, static_argnums=(4,))
     def forward(state, ids, mask, pixels, grid_key):
         m = nnx.merge(graphdef, state)
+        if pixels is None:  # text only: every family's plain call
+            return m(ids, attention_mask=mask)
         g = None if grid_key is None else np.asarray(grid_key, np.int64)
         return m(ids, attention_mask=mask, pixel_values=pixels, image_grid_thw=g)
 
@@ -221,7 +256,9 @@ def _load_reference(path: pathlib.Path) -> tuple[dict[str, Any], np.ndarray, dic
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--hf-dir", required=True, type=pathlib.Path)
-    p.add_argument("--images", type=int, default=2, help="number of synthetic images over the batch of two")
+    p.add_argument(
+        "--images", type=int, default=None, help="synthetic images over the batch of two (default: 2; text-only: 0)"
+    )
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--padding-side", default="left", choices=["left", "right"])
@@ -241,7 +278,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--max-diff", type=float, default=None, help="exit 1 when max_abs_logit_diff exceeds this")
     args = p.parse_args(argv)
-    if args.images < 0:
+    if args.images is not None and args.images < 0:
         p.error("--images must be >= 0")
     if args.save_reference and args.reference:
         p.error("--save-reference and --reference exclude each other")
@@ -266,10 +303,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 f"{hf_dir}/config.json: no parity input builder for model_type {model_type!r}; "
                 f"known: {sorted(INPUT_BUILDERS)}"
             )
+        images = args.images if args.images is not None else (0 if INPUT_BUILDERS[model_type] is text_inputs else 2)
         inputs = INPUT_BUILDERS[model_type](
             hf_dir,
             _read_config(hf_dir),
-            args.images,
+            images,
             seed=args.seed,
             padding_side=args.padding_side,
             max_pixels=args.max_pixels,

@@ -114,11 +114,15 @@ def task_examples(task: str, sources: Sources, codec: BoxCodec, side: int) -> li
 
 
 def stage_tasks(weights: Mapping[str, float], sources: Sources, codec: BoxCodec, side: int) -> list[TaskSource]:
-    """Weighted task sources of a stage; a task with no examples is reported and left out."""
+    """Weighted task sources of a stage; a task of weight 0 (how a config override drops one)
+    or with no examples is reported and left out."""
     out = []
     for task, weight in weights.items():
         if task not in grammar.TASKS:
             raise ValueError(f"stage task {task!r} is not one of {grammar.TASKS}")
+        if weight <= 0:
+            print(f"task {task}: weight {weight}, left out of the mixture")
+            continue
         examples = task_examples(task, sources, codec, side)
         if not examples:
             print(f"task {task}: no examples in the configured data, left out of the mixture")

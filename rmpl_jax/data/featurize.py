@@ -1,5 +1,5 @@
 """Example -> model features: chat-formatted prompt tokens, target tokens with the loss
-mask on them (and the closing end-of-turn token), pixels for image examples."""
+mask on them (and the processor's closing end-of-turn token), pixels for image examples."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import numpy as np
 from PIL import Image
 
 from rmpl_jax.m2e2.grammar import Example
-
-END_OF_TURN = "<|im_end|>"
 
 
 def load_image(path: str, side: int | None) -> Image.Image:
@@ -25,7 +23,9 @@ def user_messages(example: Example) -> list[dict]:
 
 
 class Featurizer:
-    """Callable used by the Grain pipeline; `image_side` as in `load_image`."""
+    """Callable used by the Grain pipeline; `image_side` as in `load_image`. `processor`: a
+    family's processor (`models.family.Processor`: tokenizer, chat template, `end_of_turn`,
+    images -> `pixel_values` and, where the family has one, a static `image_grid_thw`)."""
 
     def __init__(self, processor, image_side: int | None = None):
         self.processor = processor
@@ -39,12 +39,13 @@ class Featurizer:
         out = {"input_ids": enc["input_ids"][0].astype(np.int32)}
         if images:
             out["pixel_values"] = enc["pixel_values"].astype(np.float32)
-            out["image_grid_thw"] = enc["image_grid_thw"][0]
+            if "image_grid_thw" in enc:
+                out["image_grid_thw"] = enc["image_grid_thw"][0]
         return out
 
     def __call__(self, example: Example) -> dict[str, np.ndarray]:
         out = self.prompt_features(example)
-        target = self.processor.tokenizer(example.target + END_OF_TURN, add_special_tokens=False)
+        target = self.processor.tokenizer(example.target + self.processor.end_of_turn, add_special_tokens=False)
         target_ids = np.asarray(target["input_ids"], np.int32)
         prompt_len = len(out["input_ids"])
         out["input_ids"] = np.concatenate([out["input_ids"], target_ids])

@@ -34,7 +34,8 @@ def pad_and_stack(examples: Sequence[Features], buckets: Sequence[int], pad_id: 
     """Right-pads token arrays to the bucket of the longest example and stacks them.
 
     `input_ids`, `loss_mask` -> [B, L] with `attention_mask`; `pixel_values` of all
-    examples are concatenated along patches and `image_grid_thw` stacked [B, 3].
+    examples are concatenated along their first axis and `image_grid_thw` (where the family
+    has one) stacked [B, 3].
     """
     length = bucket_length(max(len(e["input_ids"]) for e in examples), buckets)
     batch = len(examples)
@@ -53,11 +54,12 @@ def pad_and_stack(examples: Sequence[Features], buckets: Sequence[int], pad_id: 
             raise ValueError(
                 "a batch mixes examples with and without images; keep text-only and image examples in separate tasks"
             )
-        grids = np.stack([np.asarray(e["image_grid_thw"], np.int64).reshape(3) for e in examples])
-        if not (grids == grids[0]).all():
-            raise ValueError(f"images of one task must share a size; got grids {grids.tolist()}")
         out["pixel_values"] = np.concatenate([e["pixel_values"] for e in examples]).astype(np.float32)
-        out["image_grid_thw"] = grids
+        if "image_grid_thw" in examples[0]:  # families with a static image layout (Qwen2-VL)
+            grids = np.stack([np.asarray(e["image_grid_thw"], np.int64).reshape(3) for e in examples])
+            if not (grids == grids[0]).all():
+                raise ValueError(f"images of one task must share a size; got grids {grids.tolist()}")
+            out["image_grid_thw"] = grids
     return out
 
 

@@ -12,7 +12,7 @@ Two tables per decode call:
   `next[S_s, C_s]` with skeleton rows, value entries as `S_s + j`, -1 not allowed;
 - the **values** of each example (its sentence's span automaton or its frame's box automaton):
   `next[S_v, C_v]` with value rows (local), -2 = EXIT (the line start of the event type in the
-  decoder's register), -3 = end of answer (the end-of-turn token), -1 not allowed. Rows
+  decoder's register), -3 = end of answer (the processor's end-of-turn token), -1 not allowed. Rows
   0..N_ENTRIES-1 are the value entries (0: box, k: span with occurrence k).
 
 Termination is part of the constraint: `dist[q]` is the fewest tokens that finish the answer
@@ -46,7 +46,6 @@ from rmpl_jax.m2e2.boxes import BoxCodec, ImageSize
 
 INF = 1 << 20
 DEAD, TO_LINE_START, TO_END = -1, -2, -3
-END_OF_TURN = "<|im_end|>"
 
 
 # ------------------------------------------------------------------------------ vocabulary
@@ -85,7 +84,8 @@ class TokenVocab:
     ids_of: dict
 
     @classmethod
-    def from_tokenizer(cls, tokenizer, eos_token: str = END_OF_TURN) -> TokenVocab:
+    def from_tokenizer(cls, tokenizer, eos_token: str) -> TokenVocab:
+        """`eos_token`: the token string that ends every answer (`Processor.end_of_turn`)."""
         eos_id = tokenizer.convert_tokens_to_ids(eos_token)
         if eos_id is None or eos_id == tokenizer.unk_token_id:
             raise ValueError(f"tokenizer has no {eos_token!r} token (the end of every target)")
@@ -139,12 +139,12 @@ class TokenVocab:
         return out.decode("utf-8", errors="replace")
 
 
-_VOCABS: dict[int, tuple[object, TokenVocab]] = {}
+_VOCABS: dict[tuple[int, str], tuple[object, TokenVocab]] = {}
 
 
-def vocab_for(tokenizer, eos_token: str = END_OF_TURN) -> TokenVocab:
-    """TokenVocab of a tokenizer, built once per tokenizer object."""
-    key = id(tokenizer)
+def vocab_for(tokenizer, eos_token: str) -> TokenVocab:
+    """TokenVocab of a tokenizer whose answers end with `eos_token`, built once per pair."""
+    key = (id(tokenizer), eos_token)
     hit = _VOCABS.get(key)
     if hit is None or hit[0] is not tokenizer:
         hit = (tokenizer, TokenVocab.from_tokenizer(tokenizer, eos_token))

@@ -10,11 +10,13 @@ dtype, bf16 on accelerators) is allocated once per shape and donated to every ca
 loop state lives on the device: one host transfer per batch, none per token. Left padding
 puts every row's next token in the same cache slot, so one `dynamic_update_slice` writes it.
 
-Images: the vision tower runs in its own jit (one compile per image grid; with the training
-`image_side` every photo has the same grid) and the features, padded to a multiple of
-`feature_multiple` rows, enter the decode jit as an array, so image batches reuse the loop too.
-M-RoPE positions of the prompt are computed on the host (HF `get_rope_index` rule); generated
-token i of a row sits at position max(prompt positions) + 1 + i on all three axes, as HF does.
+The model's family (`models.family`) supplies what differs between families: the image
+features (the vision tower runs in its own jit, one compile per static image grid; with the
+training `image_side` every photo has the same grid; the features, padded to a multiple of
+`feature_multiple` rows, enter the decode jit as an array, so image batches reuse the loop
+too), the prompt's position ids, computed on the host (Qwen2-VL: M-RoPE by HF's
+`get_rope_index`; Llama: 1-D), and the position of each generated token (the row's next
+position + i: on all three M-RoPE axes for Qwen2-VL, as HF does).
 
 Stops: a row is done at its first end token (`eos_ids`); the loop ends when all rows are done
 or after `max_new_tokens`. Greedy by default; temperature > 0 samples. With a grammar
@@ -46,12 +48,8 @@ from rmpl_jax.infer.constrained import (
     start_distance,
     value_shape,
 )
-from rmpl_jax.models.layers import KVCache, init_kv_cache
-from rmpl_jax.models.qwen2_vl.mrope import (
-    check_image_tokens,
-    mrope_position_ids,
-    text_position_ids,
-)
+from rmpl_jax.models.family import ModelFamily, family_of
+from rmpl_jax.models.layers import KVCache
 
 DEFAULT_BUCKETS = (64, 128, 256, 512, 1024, 1536, 2048, 3072, 4096)
 _BEYOND = 512  # prompts longer than the last bucket round up to a multiple of this
@@ -60,8 +58,9 @@ _BEYOND = 512  # prompts longer than the last bucket round up to a multiple of t
 @dataclasses.dataclass(frozen=True)
 class Prompt:
     """One prompt: token ids [T] (chat formatted, generation prompt included), optionally one
-    or more images (pixel_values [n_patches, dim], image_grid_thw [n, 3] or [3]) and the
-    example's `constrained.ExampleConstraint`."""
+    or more images (pixel_values as the family's processor gives them, with its static
+    image_grid_thw [n, 3] or [3] where the family has one) and the example's
+    `constrained.ExampleConstraint`."""
 
     input_ids: np.ndarray
     pixel_values: np.ndarray | None = None
@@ -130,7 +129,13 @@ def _choose(logits, key, temperature, sample: bool):
 
 @functools.lru_cache(maxsize=32)
 def _loop_fn(
-    graphdef, max_new: int, eos_ids: tuple[int, ...], pad_id: int, sample: bool, cache_sharding: NamedSharding | None
+    family: ModelFamily,
+    graphdef,
+    max_new: int,
+    eos_ids: tuple[int, ...],
+    pad_id: int,
+    sample: bool,
+    cache_sharding: NamedSharding | None,
 ):
     """The jitted prefill + decode loop for one model structure and settings (shared by every
     Decoder of that model, so a training loop's periodic evaluation compiles once).
@@ -181,7 +186,7 @@ def _loop_fn(
             done = done | jnp.isin(tok, eos)
             slot = prompt_len + i
             valid = jax.lax.dynamic_update_slice(valid, jnp.ones((batch, 1), bool), (jnp.int32(0), slot))
-            pos = jnp.broadcast_to((next_pos + i)[None, :, None], (3, batch, 1))
+            pos = family.decode_positions(next_pos + i)
             step_logits, cache = model.decode_step(
                 tok[:, None], position_ids=pos, cache=cache, slot=slot, key_mask=valid
             )
@@ -198,12 +203,12 @@ def _loop_fn(
 
 
 @functools.lru_cache(maxsize=64)
-def _vision_fn(graphdef, grid: tuple[tuple[int, int, int], ...]):
-    grid_np = np.asarray(grid, np.int64)
+def _vision_fn(family: ModelFamily, graphdef, grid: tuple[tuple[int, int, int], ...] | None):
+    grid_np = None if grid is None else np.asarray(grid, np.int64)
 
     @jax.jit
     def run(state, pixel_values):
-        return nnx.merge(graphdef, state)(pixel_values, grid_np)  # the model's vision tower
+        return family.image_features(nnx.merge(graphdef, state), pixel_values, grid_np)
 
     return run
 
@@ -242,8 +247,8 @@ class Pending:
 class Decoder:
     """Generation with one model; see the module docstring.
 
-    model: an NNX causal LM with `prefill`, `decode_step`, `image_features`, `embed` and a
-    `config` (Qwen2VL). batch_size: rows per call (fixed, so shapes are static).
+    model: a family's `CausalLM` (`models.family`). batch_size: rows per call (fixed, so
+    shapes are static).
     cache_dtype: KV cache dtype (default the model's compute dtype).
     """
 
@@ -268,9 +273,10 @@ class Decoder:
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         self.config = model.config
+        self.family = family_of(model)
+        self._new_cache = model.init_cache
         self.graphdef, self.state = nnx.split(model)
-        visual = getattr(model, "visual", None)
-        self._visual = nnx.split(visual) if visual is not None else None
+        self._vision = self.family.has_vision(self.config)
         self.batch_size = int(batch_size)
         self.max_new_tokens = int(max_new_tokens)
         self.eos_ids = tuple(int(e) for e in eos_ids)
@@ -285,7 +291,13 @@ class Decoder:
         self._value_shapes: dict[int, tuple[int, int]] = {}  # prompt bucket -> value table shape
         self._cache_sharding = _replicated_like(self.state)
         self._fn, self._counter = _loop_fn(
-            self.graphdef, self.max_new_tokens, self.eos_ids, self.pad_id, self.temperature > 0, self._cache_sharding
+            self.family,
+            self.graphdef,
+            self.max_new_tokens,
+            self.eos_ids,
+            self.pad_id,
+            self.temperature > 0,
+            self._cache_sharding,
         )
 
     @property
@@ -297,8 +309,7 @@ class Decoder:
     def _cache(self, batch: int, length: int) -> KVCache:
         cache = self._caches.pop((batch, length), None)
         if cache is None or cache.k.is_deleted():
-            cfg = self.config
-            cache = init_kv_cache(cfg.num_layers, batch, cfg.num_kv_heads, length, cfg.head_dim, self.cache_dtype)
+            cache = self._new_cache(batch, length, self.cache_dtype)
             if self._cache_sharding is not None:
                 cache = jax.device_put(cache, self._cache_sharding)
         return cache
@@ -307,14 +318,15 @@ class Decoder:
         pixels = [r.pixel_values for r in rows if r.pixel_values is not None]
         if not pixels:
             return None, None
-        if self._visual is None:
+        if not self._vision:
             raise ValueError("prompts carry pixel_values but the model has no vision tower")
-        grid = np.concatenate(
-            [np.asarray(r.image_grid_thw, np.int64).reshape(-1, 3) for r in rows if r.pixel_values is not None]
-        )
-        key = tuple(tuple(int(v) for v in g) for g in grid)
-        graphdef, state = self._visual
-        feats = _vision_fn(graphdef, key)(state, jnp.asarray(np.concatenate(pixels), jnp.float32))
+        grids = [r.image_grid_thw for r in rows if r.pixel_values is not None]
+        grid = None
+        if all(g is not None for g in grids):
+            grid = np.concatenate([np.asarray(g, np.int64).reshape(-1, 3) for g in grids])
+        key = None if grid is None else tuple(tuple(int(v) for v in g) for g in grid)
+        fn = _vision_fn(self.family, self.graphdef, key)
+        feats = fn(self.state, jnp.asarray(np.concatenate(pixels), jnp.float32))
         n = feats.shape[0]
         padded = -(-n // self.feature_multiple) * self.feature_multiple
         if padded != n:
@@ -341,8 +353,8 @@ class Decoder:
         for i, p in enumerate(prompts):
             if np.asarray(p.input_ids).ndim != 1 or len(p.input_ids) == 0:
                 raise ValueError(f"prompt {i}: input_ids must be a non-empty 1-D array")
-            if (p.pixel_values is None) != (p.image_grid_thw is None):
-                raise ValueError(f"prompt {i}: pixel_values and image_grid_thw go together")
+            if p.pixel_values is None and p.image_grid_thw is not None:
+                raise ValueError(f"prompt {i}: an image_grid_thw without pixel_values")
             if grammar is not None and p.constraint is None:
                 raise ValueError(f"prompt {i}: a grammar was given but the prompt has no constraint")
         rows = list(prompts) + [prompts[-1]] * (self.batch_size - len(prompts))
@@ -355,18 +367,7 @@ class Decoder:
             ids[i, length - n :] = p.input_ids
             mask[i, length - n :] = 1
         features, grid = self._features(rows)
-        if grid is not None:
-            cfg = self.config
-            check_image_tokens(
-                ids, mask, grid, image_token_id=cfg.image_token_id, spatial_merge_size=cfg.spatial_merge_size
-            )
-            positions, deltas = mrope_position_ids(
-                ids, mask, grid, image_token_id=cfg.image_token_id, spatial_merge_size=cfg.spatial_merge_size
-            )
-            next_pos = deltas[:, 0] + mask.sum(1)
-        else:
-            positions = text_position_ids(mask, b, length)
-            next_pos = mask.sum(1)
+        positions, next_pos = self.family.prompt_positions(self.config, ids, mask, grid)
         cons = None
         if grammar is not None:
             for i, p in enumerate(prompts):

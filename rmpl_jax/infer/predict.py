@@ -6,6 +6,8 @@ Per item:
 - every sentence: task `text_ee` (events, triggers, argument spans) -> a `text` record;
 - every photo with a file: task `visual_ee` (event type, role boxes) -> an `image` record.
   Photos without a file are counted as missing; their sentences fall back to text only.
+  A model without vision (a text-only family) skips every photo and counts them
+  (`images_skipped_text_only`): its predictions are text only.
 Prompts are the training prompts (`render.render_*` of the item without its gold events,
 chat-formatted by `Featurizer.prompt_features`), images resized to `image_side` as in training;
 box codes are read in that square frame and mapped back to the photo's pixels.
@@ -27,7 +29,6 @@ from tqdm import tqdm
 
 from rmpl_jax.data.featurize import Featurizer
 from rmpl_jax.infer.constrained import (
-    END_OF_TURN,
     example_constraint,
     task_grammar,
     value_shape,
@@ -35,7 +36,7 @@ from rmpl_jax.infer.constrained import (
 )
 from rmpl_jax.infer.decode import DEFAULT_BUCKETS, Decoder, Prompt, pick_bucket
 from rmpl_jax.m2e2 import grammar, parse, render
-from rmpl_jax.m2e2.boxes import BoxCodec, codec_for
+from rmpl_jax.m2e2.boxes import BoxCodec
 from rmpl_jax.m2e2.predictions import ImagePrediction, PredictionSet, TextPrediction
 from rmpl_jax.m2e2.records import (
     Box,
@@ -46,6 +47,7 @@ from rmpl_jax.m2e2.records import (
     Sentence,
     image_id_of,
 )
+from rmpl_jax.models.family import family_of
 
 
 @dataclasses.dataclass
@@ -158,7 +160,7 @@ class _Run:
     def __init__(self, decoder: Decoder, featurizer: Featurizer, constrained: bool, bar, stats: dict):
         self.decoder, self.featurizer = decoder, featurizer
         self.constrained, self.bar, self.stats = constrained, bar, stats
-        self.vocab = vocab_for(featurizer.processor.tokenizer)
+        self.vocab = vocab_for(featurizer.processor.tokenizer, featurizer.processor.end_of_turn)
         self.names = featurizer.processor.tokenizer.convert_ids_to_tokens(list(range(len(self.vocab.pieces))))
 
     def _prompt(self, item: _Item, grammar) -> Prompt:
@@ -233,12 +235,13 @@ def predict_records(
     "stage2" first identifies event mentions (text_mention, image_mention), then asks for
     each mention's arguments (text_argument, image_argument) — what stage 2 trains.
 
-    model: an NNX Qwen2VL (LoRA adapters may be attached). processor: `QwenProcessor` with a
-    tokenizer. image_sizes: image_id -> (width, height) of the photo (read from the file when
-    absent). codec: the box codec used in training (default: the family's). image_side: the
+    model: a family's model (`models.family.CausalLM`; LoRA adapters may be attached).
+    processor: the family's processor, with a tokenizer. image_sizes: image_id -> (width,
+    height) of the photo (read from the file when absent). codec: the box codec used in
+    training (`ModelFamily.box_codec`; needed when the model takes images). image_side: the
     training square side (None: photos at their own size). Returns (predictions, stats):
-    stats counts items, missing photos, parse failures per task, unfinished generations,
-    tokens, seconds and items/s.
+    stats counts items, missing photos, photos skipped by a text-only model, parse failures
+    per task, unfinished generations, tokens, seconds and items/s.
     """
     if pipeline not in PIPELINES:
         raise ValueError(f"pipeline {pipeline!r} is not one of {PIPELINES}")
@@ -247,8 +250,10 @@ def predict_records(
         raise ValueError(f"{processor.source}: predicting needs tokenizer files in the model directory")
     sentences = list(sentences)
     images = list(images)
-    codec = codec or codec_for(processor.model_type)
-    eos = tokenizer.convert_tokens_to_ids(END_OF_TURN)
+    takes_images = family_of(model).has_vision(model.config)
+    if takes_images and codec is None and any(i.path for i in images):
+        raise ValueError("predicting photos needs the box codec the model was trained with (codec=)")
+    eos = tokenizer.convert_tokens_to_ids(processor.end_of_turn)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     decoder = Decoder(
         model,
@@ -265,6 +270,8 @@ def predict_records(
 
     known = {i.image_id: i for i in images}
     present = [i for i in images if i.path]
+    skipped = present if not takes_images else []
+    present = present if takes_images else []
     missing = sorted(
         {i.image_id for i in images if not i.path} | {image_id_of(f) for s in sentences for f in s.images} - set(known)
     )
@@ -275,6 +282,7 @@ def predict_records(
         "sentences": len(sentences),
         "images": len(present),
         "missing_images": len(missing),
+        "images_skipped_text_only": len(skipped),
         "missing_image_ids": missing[:50],
         "sentences_with_missing_images": sum(
             1 for s in sentences if any(image_id_of(f) in set(missing) for f in s.images)

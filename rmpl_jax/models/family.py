@@ -1,70 +1,183 @@
-"""HF `model_type` -> model family: how to build, load and export it.
+"""The typed interface every model family implements, and the registry by HF `model_type`.
 
-    family = get_family("qwen2_5_vl")            # or family_for_dir(hf_dir)
+    family = family_for_dir(hf_dir)               # or get_family("qwen2_5_vl"), family_of(model)
     model = family.load_hf(hf_dir, dtype="bfloat16", shardings=None)
+    processor = family.processor(hf_dir)
     family.export_hf(model, out_dir)
 
-A family is one module plus one entry here.
+Generic code (training, decoding, prediction, LoRA) talks to a model only through
+`ModelFamily`, `Processor` and `CausalLM`; a family is one package under `models/` with one
+object satisfying `ModelFamily`, registered here.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
-from rmpl_jax.models import qwen2_vl
+import jax
+import numpy as np
+from flax import nnx
+
+from rmpl_jax.m2e2.boxes import BoxCodec
+from rmpl_jax.models.layers import KVCache
+from rmpl_jax.models.llama.family import LLAMA
+from rmpl_jax.models.qwen2_vl.demo import write_demo_model_dir
+from rmpl_jax.models.qwen2_vl.family import QWEN2_VL
 
 
-@dataclasses.dataclass(frozen=True)
-class Family:
-    """The entry points of one model family.
+@runtime_checkable
+class Processor(Protocol):
+    """Text (and image) inputs of a family, as featurisation and decoding use them.
 
-    config_from_hf(hf_dict, **options) -> config
-    build(config, dtype=None, rngs=None, **options) -> model (random weights)
-    load_hf(hf_dir, dtype=None, shardings=None, *, strict=True, **options) -> model
-    export_hf(model, out_dir, dtype=None) -> written files
+    tokenizer: the transformers tokenizer (None when the directory has no tokenizer files).
+    end_of_turn: the token string that closes every assistant turn: training appends it to
+        every target, decoding stops on it, the constrained grammar ends with it.
+    takes_images: whether `__call__` accepts images.
+    """
+
+    tokenizer: Any
+    source: str
+    end_of_turn: str
+    takes_images: bool
+
+    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
+        """Prompt text of chat messages ({'role', 'content': str | [{'type': 'image'|'text'}]})."""
+        ...
+
+    def __call__(
+        self,
+        text: str | Sequence[str],
+        images: Sequence[Any] | None = None,
+        *,
+        padding: bool | str = True,
+        padding_side: str | None = None,
+    ) -> dict[str, np.ndarray]:
+        """input_ids, attention_mask [B, T] and, with images, the model's image inputs
+        (`pixel_values`, plus any static layout such as Qwen's `image_grid_thw`)."""
+        ...
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str: ...
+
+
+@runtime_checkable
+class CausalLM(Protocol):
+    """The public methods of a family's model that training and decoding call."""
+
+    config: Any  # the family's config: `model_type` and `compute_dtype` at least
+
+    def hidden_states(self, input_ids, *, attention_mask=None, **inputs) -> jax.Array:
+        """Final-norm hidden states [B, T, D]; `inputs` are the batch's other keys."""
+        ...
+
+    def logits_from_hidden(self, h: jax.Array) -> jax.Array:
+        """[.., D] -> float32 logits [.., V]."""
+        ...
+
+    def init_cache(self, batch: int, max_len: int, dtype=None) -> KVCache: ...
+
+    def prefill(self, input_ids, *, attention_mask, position_ids, cache: KVCache, image_features=None):
+        """A left-padded prompt batch fills cache slots 0..P-1 -> (last logits [B, V], cache)."""
+        ...
+
+    def decode_step(self, tokens, *, position_ids, cache: KVCache, slot, key_mask):
+        """New tokens in slots slot.. attend over the cache -> (logits [B, T, V], cache)."""
+        ...
+
+
+@runtime_checkable
+class ModelFamily(Protocol):
+    """One model family: its HF checkpoints, processor, conventions and decoding hooks.
+
+    default_lora_targets: regex over projection paths (`models.lora`) that `lora_targets=""`
+        means. static_batch_keys: batch keys passed to the model as host constants (each
+        value compiles its own step). batch_logical_axes: logical axes of image inputs whose
+        dim 0 is not one example per row.
     """
 
     name: str
-    config_from_hf: Callable[..., Any]
-    build: Callable[..., Any]
-    load_hf: Callable[..., Any]
-    export_hf: Callable[..., Any]
-    abstract_model: Callable[..., Any]
+    default_lora_targets: str
+    static_batch_keys: tuple[str, ...]
+    batch_logical_axes: Mapping[str, tuple[str | None, ...]]
+
+    def config_from_hf(self, hf: Mapping[str, Any], **options) -> Any:
+        """The family's config from an HF config dict; `options` set run-time fields."""
+        ...
+
+    def build(self, config, dtype: str | None = None, rngs: nnx.Rngs | None = None, **options) -> CausalLM:
+        """A randomly initialised model."""
+        ...
+
+    def abstract_model(self, config) -> CausalLM:
+        """The model with shapes only (`nnx.eval_shape`): no memory, no compute."""
+        ...
+
+    def load_hf(
+        self, hf_dir, dtype: str | None = None, shardings=None, *, strict: bool = True, report=None, **options
+    ) -> CausalLM:
+        """The model of an HF directory, tensors streamed straight into `shardings`
+        (None, a path -> Sharding mapping, or a callable (path, variable) -> Sharding)."""
+        ...
+
+    def export_hf(self, model, out_dir, dtype: str | None = None) -> list[Path]:
+        """HF safetensors (LoRA merged) and config.json that transformers loads."""
+        ...
+
+    def processor(self, hf_dir) -> Processor:
+        """Tokenizer, chat template and image processing of an HF directory."""
+        ...
+
+    def has_vision(self, config) -> bool:
+        """Whether a model of this config takes images."""
+        ...
+
+    def box_codec(self, config, image_side: int | None) -> BoxCodec | None:
+        """How answers write boxes for photos resized to image_side x image_side (None: at
+        their own size); None for a model without vision."""
+        ...
+
+    def prompt_positions(self, config, input_ids: np.ndarray, attention_mask: np.ndarray, image_grid=None):
+        """Host-side position ids of a left-padded prompt batch for `prefill`, and the
+        position [B] of each row's first generated token."""
+        ...
+
+    def decode_positions(self, positions: jax.Array) -> jax.Array:
+        """Position ids for `decode_step` of one new token per row at positions [B] (in jit)."""
+        ...
+
+    def image_features(self, model, pixel_values, image_grid=None) -> jax.Array:
+        """Image features [n_image_tokens, D] that `prefill` takes (in jit; image_grid static)."""
+        ...
 
 
-_QWEN = dict(
-    config_from_hf=qwen2_vl.Qwen2VLConfig.from_hf,
-    build=qwen2_vl.build,
-    load_hf=qwen2_vl.load_hf,
-    export_hf=qwen2_vl.export_hf,
-    abstract_model=qwen2_vl.abstract_model,
-)
-
-FAMILIES: dict[str, Family] = {
-    "qwen2_vl": Family(name="qwen2_vl", **_QWEN),
-    "qwen2_5_vl": Family(name="qwen2_5_vl", **_QWEN),
+FAMILIES: dict[str, ModelFamily] = {
+    "qwen2_vl": QWEN2_VL,
+    "qwen2_5_vl": QWEN2_VL,
+    "llama": LLAMA,
 }
 
 
-def register(model_type: str, family: Family) -> None:
-    """Adds a family (e.g. from its own module); refuses to replace an existing one."""
+def register(model_type: str, family: ModelFamily) -> None:
+    """Adds a family; refuses to replace an existing one or an object lacking the interface."""
     if model_type in FAMILIES:
         raise ValueError(f"model_type {model_type!r} is already registered")
+    if not isinstance(family, ModelFamily):
+        members = set(ModelFamily.__annotations__) | {n for n in vars(ModelFamily) if not n.startswith("_")}
+        missing = sorted(name for name in members if not hasattr(family, name))
+        raise TypeError(f"{type(family).__name__} is not a ModelFamily; it lacks {missing}")
     FAMILIES[model_type] = family
 
 
-def get_family(model_type: str) -> Family:
+def get_family(model_type: str) -> ModelFamily:
     try:
         return FAMILIES[model_type]
     except KeyError:
         raise KeyError(f"unknown model_type {model_type!r}; known: {sorted(FAMILIES)}") from None
 
 
-def family_for_dir(hf_dir: str | Path) -> Family:
+def family_for_dir(hf_dir: str | Path) -> ModelFamily:
     """The family of an HF directory, from config.json's model_type."""
     path = Path(hf_dir) / "config.json"
     if not path.is_file():
@@ -73,3 +186,14 @@ def family_for_dir(hf_dir: str | Path) -> Family:
     if model_type is None:
         raise KeyError(f"{path}: no 'model_type' key")
     return get_family(model_type)
+
+
+def family_of(model) -> ModelFamily:
+    """The family of a built model (from its config's model_type)."""
+    return get_family(model.config.model_type)
+
+
+def write_demo_model(out_dir: str | Path, texts, *, vocab_size: int, text: dict, vision: dict, image_side: int) -> Path:
+    """The embedded demo's model directory (no weights; a Qwen2.5-VL-shaped tiny model with a
+    tokenizer learned from `texts`); see `configs/stage1.py`'s `model.demo`."""
+    return write_demo_model_dir(out_dir, texts, vocab_size=vocab_size, text=text, vision=vision, image_side=image_side)

@@ -233,13 +233,14 @@ class SwiGLU(nnx.Module):
         hidden: int,
         *,
         fused: bool = True,
+        use_bias: bool = False,
         stack: int | None = None,
         param_dtype=jnp.float32,
         dtype=jnp.float32,
         init_std: float = 0.02,
         rngs: nnx.Rngs,
     ):
-        kw = dict(stack=stack, param_dtype=param_dtype, dtype=dtype, init_std=init_std, rngs=rngs)
+        kw = dict(stack=stack, param_dtype=param_dtype, dtype=dtype, init_std=init_std, use_bias=use_bias, rngs=rngs)
         self.fused = fused
         if fused:
             self.gate_up_proj = Linear(
@@ -267,6 +268,14 @@ class SwiGLU(nnx.Module):
 def rope_inv_freq(head_dim: int, theta: float) -> np.ndarray:
     """1 / theta^(2i/d), i < d/2, as float32 (computed in float64 first)."""
     return (1.0 / theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)).astype(np.float32)
+
+
+def rope_cos_sin(position_ids: jax.Array, inv_freq: np.ndarray):
+    """Rotary tables of 1-D positions [B, T] -> cos, sin [B, T, head_dim] in float32 (the
+    frequencies of each half repeated, HF's rotate-half layout)."""
+    freqs = position_ids.astype(jnp.float32)[..., None] * jnp.asarray(inv_freq)
+    emb = jnp.concatenate([freqs, freqs], axis=-1)
+    return jnp.cos(emb), jnp.sin(emb)
 
 
 def mrope_cos_sin(position_ids: jax.Array, inv_freq: np.ndarray, mrope_section: Sequence[int]):

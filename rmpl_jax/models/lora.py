@@ -5,7 +5,8 @@ equals the base model. Adapters are `nnx.LoRAParam`s: `nnx.split(model, nnx.LoRA
 the trainable part. Targets are chosen by a regex over *projection paths*: a Linear's path
 in the model, except that a fused Linear offers one path per HF projection it holds
 (`layers/self_attn/qkv_proj` -> `layers/self_attn/q_proj`, `.../k_proj`, `.../v_proj`), each
-with its own A and B — exactly PEFT's separate q/k/v adapters.
+with its own A and B — exactly PEFT's separate q/k/v adapters. Which projections a family
+adapts by default is its `ModelFamily.default_lora_targets`.
 """
 
 from __future__ import annotations
@@ -16,9 +17,6 @@ import jax.numpy as jnp
 from flax import nnx
 
 from rmpl_jax.models.layers import Linear, modules_by_path
-
-# All attention and MLP projections of the language model (vision tower excluded).
-DEFAULT_TARGETS = r"^layers/(self_attn/(q|k|v|o)_proj|mlp/(gate|up|down)_proj)$"
 
 
 def projection_paths(model: nnx.Module) -> dict[str, tuple[str, str | None]]:
@@ -36,13 +34,15 @@ def apply_lora(
     model: nnx.Module,
     rank: int,
     alpha: float,
-    targets_regex: str = DEFAULT_TARGETS,
+    targets_regex: str,
     rngs: nnx.Rngs | None = None,
     param_dtype=jnp.float32,
 ) -> list[str]:
     """Attaches adapters (in place) to every projection whose path matches `targets_regex`
     (`re.search`); returns the adapted projection paths. Raises if nothing matches or a
     projection already has an adapter."""
+    if not targets_regex:
+        raise ValueError("empty LoRA target regex (use the model family's default_lora_targets)")
     rngs = rngs if rngs is not None else nnx.Rngs(0)
     pattern = re.compile(targets_regex)
     linears = modules_by_path(model, Linear)

@@ -24,12 +24,10 @@ from rmpl_jax.eval.tables import format_table
 from rmpl_jax.infer.predict import predict_records
 from rmpl_jax.io.run_config import find_run_config
 from rmpl_jax.io.shared_data import shared_data_path
-from rmpl_jax.m2e2.boxes import codec_for, square_frame_codec
 from rmpl_jax.m2e2.predictions import read_predictions, write_predictions
 from rmpl_jax.m2e2.records import image_id_of
 from rmpl_jax.models import lora
-from rmpl_jax.models.family import family_for_dir
-from rmpl_jax.models.qwen2_vl.processor import QwenProcessor
+from rmpl_jax.modes.model_setup import family_and_config, lora_targets
 from rmpl_jax.train.checkpoint import read_params
 from rmpl_jax.train.state import split_model
 
@@ -40,7 +38,7 @@ FROM_RUN = (
     ("model.dtype", ("model", "dtype"), "float32"),
     ("model.lora_rank", ("model", "lora_rank"), 16),
     ("model.lora_alpha", ("model", "lora_alpha"), 32.0),
-    ("model.lora_targets", ("model", "lora_targets"), lora.DEFAULT_TARGETS),
+    ("model.lora_targets", ("model", "lora_targets"), ""),  # '': the family's default
     ("image_side", ("data", "image_side"), 448),
 )
 
@@ -77,13 +75,12 @@ def load_model(model_config, checkpoint: str = "", checkpoint_step: int | None =
     hf_dir = model_config.hf_dir
     if not hf_dir:
         raise ValueError("config.model.hf_dir is required (an HF directory, or a run's demo_model/)")
-    family = family_for_dir(hf_dir)
+    family, config = family_and_config(hf_dir)
     dtype = model_config.get("dtype") or "float32"
     if glob.glob(os.path.join(hf_dir, "*.safetensors")):
         model = family.load_hf(hf_dir, dtype=dtype)
     elif checkpoint:
-        with open(os.path.join(hf_dir, "config.json")) as f:
-            model = family.build(family.config_from_hf(json.load(f)), dtype=dtype, rngs=nnx.Rngs(0))
+        model = family.build(config, dtype=dtype, rngs=nnx.Rngs(0))
     else:
         raise ValueError(f"{hf_dir} holds no *.safetensors weights and no checkpoint was given")
     if not checkpoint:
@@ -94,7 +91,7 @@ def load_model(model_config, checkpoint: str = "", checkpoint_step: int | None =
             model,
             model_config.lora_rank,
             model_config.lora_alpha,
-            model_config.lora_targets or lora.DEFAULT_TARGETS,
+            lora_targets(model_config.lora_targets, family),
             rngs=nnx.Rngs(0),
         )
     layout, trainable, frozen = split_model(model, ".")
@@ -143,12 +140,10 @@ def run(config, workdir: str) -> dict:
     )
     step = config.checkpoint_step if config.checkpoint_step >= 0 else None
     model, step = load_model(config.model, config.checkpoint, step)
-    processor = QwenProcessor.from_dir(config.model.hf_dir)
+    family, model_config = family_and_config(config.model.hf_dir)
+    processor = family.processor(config.model.hf_dir)
     side = config.image_side or None
-    if side:
-        codec = square_frame_codec(processor.model_type, side, processor.patch_size * processor.merge_size)
-    else:
-        codec = codec_for(processor.model_type)
+    codec = family.box_codec(model_config, side)
     predictions, stats = predict_records(
         model,
         processor,

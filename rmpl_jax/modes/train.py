@@ -7,7 +7,6 @@ model on the synthetic corpus and scores held-out synthetic data under the stric
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 
@@ -29,11 +28,9 @@ from rmpl_jax.eval.run_card import RunCard
 from rmpl_jax.infer.predict import predict_records
 from rmpl_jax.io.run_config import write_run_config
 from rmpl_jax.m2e2 import render
-from rmpl_jax.m2e2.boxes import square_frame_codec
 from rmpl_jax.models import lora
-from rmpl_jax.models.family import family_for_dir
-from rmpl_jax.models.qwen2_vl.demo import write_demo_model_dir
-from rmpl_jax.models.qwen2_vl.processor import QwenProcessor
+from rmpl_jax.models.family import ModelFamily, Processor, write_demo_model
+from rmpl_jax.modes.model_setup import check_tasks_fit, family_and_config, global_batch, lora_targets
 from rmpl_jax.modes.run_outputs import finish_run, note_heldout, stage_summary, start_card
 from rmpl_jax.train import checkpoint, distributed
 from rmpl_jax.train import sharding as shd
@@ -42,8 +39,6 @@ from rmpl_jax.train.metrics_log import MetricsLog
 from rmpl_jax.train.optimizer import make_optimizer
 from rmpl_jax.train.state import abstract, create_train_state, split_model
 from rmpl_jax.train.step import make_train_step
-
-BATCH_AXES = {"pixel_values": ("batch", None)}  # patches of the batch's images, in example order
 
 
 @dataclasses.dataclass
@@ -54,7 +49,8 @@ class Run:
     workdir: str
     hf_dir: str
     from_scratch: bool
-    processor: QwenProcessor
+    family: ModelFamily
+    processor: Processor
     codec: object
     sources: Sources
     mesh: object
@@ -71,7 +67,7 @@ def demo_model_dir(config, workdir: str, sources: Sources) -> str:
         texts += [ex.prompt + "\n" + ex.target for s in sources.sentences for ex in render.render(task, s)]
     texts += [ex.prompt + "\n" + ex.target for i in sources.images[:200] for ex in render.render("image_mention", i)]
     demo = config.model.demo
-    write_demo_model_dir(
+    write_demo_model(
         out,
         texts,
         vocab_size=demo.vocab_size,
@@ -85,25 +81,14 @@ def demo_model_dir(config, workdir: str, sources: Sources) -> str:
 def build_model(run: Run):
     """The stage's model: HF weights (+ LoRA adapters) or the randomly initialised demo."""
     cfg = run.config.model
-    family = family_for_dir(run.hf_dir)
-    with open(os.path.join(run.hf_dir, "config.json")) as f:
-        hf_config = json.load(f)
-    model_config = family.config_from_hf(hf_config, remat_policy=cfg.remat or None)
+    family, model_config = family_and_config(run.hf_dir, remat_policy=cfg.remat or None)
     if run.from_scratch:
         return family.build(model_config, dtype=cfg.dtype, rngs=nnx.Rngs(run.config.seed))
     model = family.load_hf(run.hf_dir, dtype=cfg.dtype, remat_policy=cfg.remat or None)
     if cfg.lora_rank > 0:
-        lora.apply_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets, rngs=nnx.Rngs(run.config.seed))
+        targets = lora_targets(cfg.lora_targets, family)
+        lora.apply_lora(model, cfg.lora_rank, cfg.lora_alpha, targets, rngs=nnx.Rngs(run.config.seed))
     return model
-
-
-def _global(batch: dict, mesh) -> dict:
-    """Device arrays for the batch; the static image grid covers the global batch."""
-    grid = batch.pop("image_grid_thw", None)
-    out = distributed.global_batch(batch, mesh, logical_axes=BATCH_AXES)
-    if grid is not None:
-        out["image_grid_thw"] = np.tile(grid[:1], (out["input_ids"].shape[0], 1))
-    return out
 
 
 def train_stage(run: Run, name: str, init_from: str | None):
@@ -161,13 +146,13 @@ def train_stage(run: Run, name: str, init_from: str | None):
         lr_schedule=schedule,
         grad_accum_steps=config.train.grad_accum,
         loss_chunk_size=config.train.loss_chunk,
-        batch_logical_axes=BATCH_AXES,
-        static_keys=("image_grid_thw",),
+        batch_logical_axes=run.family.batch_logical_axes,
+        static_keys=run.family.static_batch_keys,
     )
     start = int(state.step)
     compile_s = None
     if start < stage.steps:
-        first = _global(next(iterator), run.mesh)
+        first = global_batch(next(iterator), run.mesh, run.family)
         t0 = time.time()
         step.compile(abstract(state), first, print_fn=lambda s: print("  compiled step:", s))
         compile_s = time.time() - t0
@@ -185,7 +170,7 @@ def train_stage(run: Run, name: str, init_from: str | None):
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
             if int(state.step) < stage.steps:
-                batch = _global(next(iterator), run.mesh)
+                batch = global_batch(next(iterator), run.mesh, run.family)
     log.close()
     loop_s = time.time() - t_loop
     if manager.latest_step() != int(state.step):
@@ -208,7 +193,8 @@ def run(config, workdir: str) -> dict:
     if any((data.ace_path, data.imsitu_path, data.mnre_path)):
         sources = real_sources(data)
     else:
-        print("no data configured: training the demo model on the synthetic corpus")
+        model = config.model.hf_dir or "the demo model"
+        print(f"no data configured: training {model} on the synthetic corpus")
         sources, heldout = synthetic_sources(
             workdir, seed=config.seed, train_docs=data.synthetic.train_docs, heldout_docs=data.synthetic.heldout_docs
         )
@@ -219,11 +205,13 @@ def run(config, workdir: str) -> dict:
     resolved.model.hf_dir = hf_dir
     if jax.process_index() == 0:
         write_run_config(workdir, resolved)
-    processor = QwenProcessor.from_dir(hf_dir)
+    family, model_config = family_and_config(hf_dir)
+    check_tasks_fit(config, family, model_config)
+    processor = family.processor(hf_dir)
     if processor.tokenizer is None:
         raise ValueError(f"{hf_dir}: training needs tokenizer files in the model directory")
     config_json = resolved.to_json_best_effort(indent=1, sort_keys=True)
-    card = start_card(config, config_json, workdir, hf_dir, processor.model_type, sources, heldout)
+    card = start_card(config, config_json, workdir, hf_dir, model_config.model_type, sources, heldout)
     mesh = shd.make_mesh(tuple(config.mesh_shape))
     print(distributed.describe(mesh))
     run_ = Run(
@@ -231,8 +219,9 @@ def run(config, workdir: str) -> dict:
         workdir,
         hf_dir,
         from_scratch,
+        family,
         processor,
-        square_frame_codec(processor.model_type, data.image_side, processor.patch_size * processor.merge_size),
+        family.box_codec(model_config, data.image_side),
         sources,
         mesh,
         card,

@@ -18,6 +18,7 @@ from rmpl_jax.models.family import family_for_dir
 
 PROCESSOR_FILES = (
     "tokenizer.json",
+    "tokenizer.model",
     "tokenizer_config.json",
     "vocab.json",
     "merges.txt",

@@ -16,6 +16,7 @@ from rmpl_jax.infer.automata import K_MAX
 from rmpl_jax.m2e2 import grammar, ontology, parse, render
 from rmpl_jax.m2e2.boxes import CODECS, LlavaBoxes, Qwen2VLBoxes, Qwen25VLBoxes
 from rmpl_jax.m2e2.records import Box, Span
+from rmpl_jax.models.qwen2_vl.processor import END_OF_TURN
 from tests.testing.decode_models import demo_dir, synthetic
 from tests.testing.tiny_tokenizer import make_tiny_tokenizer
 
@@ -42,14 +43,14 @@ def tok(request, tiny_tok, demo_tok):
 
 
 def _automaton(tokenizer, context):
-    vocab = C.vocab_for(tokenizer)
+    vocab = C.vocab_for(tokenizer, END_OF_TURN)
     grammar = C.task_grammar(context.task, vocab)
     return C.HostAutomaton(grammar, C.example_constraint(grammar, context))
 
 
 def _accepts(tokenizer, context, text) -> bool:
     """Canonical tokenization of text + end-of-turn, walked with the exact budget."""
-    ids = tokenizer(text + C.END_OF_TURN, add_special_tokens=False)["input_ids"]
+    ids = tokenizer(text + END_OF_TURN, add_special_tokens=False)["input_ids"]
     h = _automaton(tokenizer, context)
     try:
         for i, t in enumerate(ids):
@@ -62,7 +63,7 @@ def _accepts(tokenizer, context, text) -> bool:
 def _bytes_accepted(tokenizer, context, text) -> bool:
     """Walks text byte by byte (single-byte tokens): since tokens are walked byte by byte
     through the same automaton, a rejection here means no tokenization is accepted."""
-    vocab = C.vocab_for(tokenizer)
+    vocab = C.vocab_for(tokenizer, END_OF_TURN)
     h = _automaton(tokenizer, context)
     try:
         for b in text.encode("utf-8"):
@@ -140,7 +141,7 @@ def test_random_walks_always_parse(tiny_tok, words, seed, task):
     h = _automaton(tiny_tok, context)
     budget = rng.randint(C.start_distance(h.g, h.c), 70)
     ids = _random_walk(h, rng, budget)
-    text = C.vocab_for(tiny_tok).text(ids)
+    text = C.vocab_for(tiny_tok, END_OF_TURN).text(ids)
     parsed = parse.parse(text, context)
     assert parsed.failures == 0, (text, parsed.errors)
     if task in ("text_ee", "text_mention"):
@@ -156,7 +157,7 @@ def test_random_walks_demo_tokenizer(demo_tok):
         context = _context(task, split_words[n % 3], rng)
         h = _automaton(demo_tok, context)
         ids = _random_walk(h, rng, rng.randint(C.start_distance(h.g, h.c), 60))
-        text = C.vocab_for(demo_tok).text(ids)
+        text = C.vocab_for(demo_tok, END_OF_TURN).text(ids)
         assert parse.parse(text, context).failures == 0, text
 
 
@@ -248,9 +249,9 @@ def test_budget_forces_the_end(tiny_tok):
 
 
 def test_vocab_text_is_byte_exact(tiny_tok):
-    vocab = C.vocab_for(tiny_tok)
+    vocab = C.vocab_for(tiny_tok, END_OF_TURN)
     text = "Kabul . é ü 中"
-    ids = tiny_tok(text + C.END_OF_TURN + "tail", add_special_tokens=False)["input_ids"]
+    ids = tiny_tok(text + END_OF_TURN + "tail", add_special_tokens=False)["input_ids"]
     assert vocab.text(ids) == text
     sp = C.TokenVocab.from_pieces([None, b" the", b"\n", b"x"], eos_id=0)
     assert sp.has_prefix(b" t") and not sp.has_prefix(b"y") and sp.text([1, 2, 3, 0, 1]) == " the\nx"
@@ -260,12 +261,12 @@ def test_vocab_text_is_byte_exact(tiny_tok):
 def test_empty_sentence_answers_none(tiny_tok):
     ctx = grammar.Context("text_ee", words=())
     h = _automaton(tiny_tok, ctx)
-    text = C.vocab_for(tiny_tok).text(_random_walk(h, random.Random(0), 50))
+    text = C.vocab_for(tiny_tok, END_OF_TURN).text(_random_walk(h, random.Random(0), 50))
     assert text == "none"
 
 
 def test_bad_contexts_are_reported(tiny_tok):
-    vocab = C.vocab_for(tiny_tok)
+    vocab = C.vocab_for(tiny_tok, END_OF_TURN)
     with pytest.raises(ValueError, match="given event type"):
         C.example_constraint(C.task_grammar("text_argument", vocab), grammar.Context("text_argument", words=WORDS))
     with pytest.raises(ValueError, match="codec and image_size"):

@@ -50,7 +50,7 @@ def _decode(
     buckets=(256, 512, 1024),
     shape_hint=None,
 ):
-    vocab = C.vocab_for(processor.tokenizer)
+    vocab = C.vocab_for(processor.tokenizer, processor.end_of_turn)
     grammar = C.task_grammar(examples[0].task, vocab)
     featurizer = Featurizer(processor, IMAGE_SIDE)
     prompts = []
@@ -128,7 +128,7 @@ def test_text_ee_demo_tokenizer(demo, split):
 def test_tight_budget_still_ends(demo, split):
     model, processor = demo
     examples = _text_examples(split, 4)
-    vocab = C.vocab_for(processor.tokenizer)
+    vocab = C.vocab_for(processor.tokenizer, processor.end_of_turn)
     grammar = C.task_grammar("text_ee", vocab)
     need = max(C.start_distance(grammar, C.example_constraint(grammar, e.context)) for e in examples)
     texts, gens, _ = _decode(model, processor, examples, max_new=need + 3, temperature=3.0)

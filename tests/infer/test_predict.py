@@ -160,7 +160,7 @@ def test_predict_mode_with_a_lora_checkpoint(tiny, split, tmp_path):
     hf_dir, _, _ = tiny
     # A stage checkpoint as training writes it: LoRA adapters (B made non-zero) as trainables.
     model = Q.load_hf(hf_dir)
-    lora.apply_lora(model, 2, 4.0, rngs=nnx.Rngs(3))
+    lora.apply_lora(model, 2, 4.0, Q.QWEN2_VL.default_lora_targets, rngs=nnx.Rngs(3))
     layout, trainable, frozen = split_model(model)
     name = next(n for n in trainable if "lora_b" in n)
     trainable[name] = trainable[name] + 0.5

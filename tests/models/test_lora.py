@@ -16,10 +16,12 @@ pytest.importorskip("transformers")
 from flax import nnx  # noqa: E402
 
 from rmpl_jax.models import qwen2_vl as Q  # noqa: E402
+from rmpl_jax.models.family import get_family  # noqa: E402
 from rmpl_jax.models.layers import Linear, modules_by_path, variables_by_path  # noqa: E402
-from rmpl_jax.models.lora import DEFAULT_TARGETS, apply_lora, has_lora, lora_state, merge_lora, projection_paths  # noqa: E402
+from rmpl_jax.models.lora import apply_lora, has_lora, lora_state, merge_lora, projection_paths  # noqa: E402
 from tests.testing.hf_tiny import make_tiny_qwen  # noqa: E402
 
+DEFAULT_TARGETS = get_family("qwen2_5_vl").default_lora_targets
 RANK, ALPHA = 4, 8.0
 
 
@@ -48,7 +50,7 @@ def test_default_targets_and_zero_b_is_identity(tiny):
     hf_dir, _ = tiny
     model = Q.load_hf(hf_dir, with_vision=False)
     base = _logits(model, _ids())
-    adapted = apply_lora(model, RANK, ALPHA)
+    adapted = apply_lora(model, RANK, ALPHA, DEFAULT_TARGETS)
     assert adapted == sorted(
         f"layers/{p}"
         for p in [
@@ -79,7 +81,7 @@ def test_merge_equals_unmerged_and_export_merges(tiny, tmp_path):
     hf_dir, _ = tiny
     model = Q.load_hf(hf_dir)
     base = _logits(model, _ids())
-    apply_lora(model, RANK, ALPHA, rngs=nnx.Rngs(1))
+    apply_lora(model, RANK, ALPHA, DEFAULT_TARGETS, rngs=nnx.Rngs(1))
     _randomize_b(model)
     adapted = _logits(model, _ids())
     assert np.abs(adapted - base).max() > 1e-2
@@ -125,7 +127,7 @@ def test_fused_adapters_equal_separate_peft_adapters(tiny):
 def test_split_and_gradients_reach_only_adapters(tiny):
     hf_dir, _ = tiny
     model = Q.load_hf(hf_dir, with_vision=False)
-    apply_lora(model, RANK, ALPHA)
+    apply_lora(model, RANK, ALPHA, DEFAULT_TARGETS)
     graphdef, lora, rest = nnx.split(model, nnx.LoRAParam, ...)
     assert len(jax.tree.leaves(lora)) == 14 and jax.tree.leaves(lora_state(model))
     ids = jnp.asarray(_ids())

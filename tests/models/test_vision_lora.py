@@ -17,8 +17,9 @@ transformers = pytest.importorskip("transformers")
 from flax import nnx  # noqa: E402
 
 from rmpl_jax.models import qwen2_vl as Q  # noqa: E402
+from rmpl_jax.models.family import get_family  # noqa: E402
 from rmpl_jax.models.layers import variables_by_path  # noqa: E402
-from rmpl_jax.models.lora import DEFAULT_TARGETS, apply_lora, has_lora, merge_lora, projection_paths  # noqa: E402
+from rmpl_jax.models.lora import apply_lora, has_lora, merge_lora, projection_paths  # noqa: E402
 from rmpl_jax.models.qwen2_vl.config import Qwen2VLConfig  # noqa: E402
 from tests.testing.hf_tiny import IMAGE_TOKEN, image_patches, make_tiny_qwen, tiny_config_dict, tokens_with_images  # noqa: E402
 
@@ -80,7 +81,7 @@ def test_vision_projection_paths(variant):
         "visual/merger/fc2",
         *(f"visual/blocks/mlp/{m}" for m in mlp),
     }
-    assert not [p for p in paths if re.search(DEFAULT_TARGETS, p)]
+    assert not [p for p in paths if re.search(get_family("qwen2_5_vl").default_lora_targets, p)]
 
 
 def test_zero_b_vision_adapters_keep_image_logits(tiny):

@@ -23,7 +23,7 @@ def build(with_vision: bool = False, seed: int = 0, lora_rank: int = 4, **option
     hf = dict(tiny_config_dict("qwen2_5_vl"), model_type="qwen2_5_vl")
     cfg = family.config_from_hf(hf, with_vision=with_vision, **options)
     model = family.build(cfg, rngs=nnx.Rngs(seed))
-    lora.apply_lora(model, lora_rank, 2.0 * lora_rank, rngs=nnx.Rngs(seed + 1))
+    lora.apply_lora(model, lora_rank, 2.0 * lora_rank, family.default_lora_targets, rngs=nnx.Rngs(seed + 1))
     return model
 
 

@@ -94,7 +94,7 @@ def test_7b_flop_count_matches_hand_count():
 
     def adapted():
         model = get_family("qwen2_5_vl").build(cfg)
-        apply_lora(model, 16, 32.0)
+        apply_lora(model, 16, 32.0, get_family("qwen2_5_vl").default_lora_targets)
         return model
 
     model = nnx.eval_shape(adapted)  # shapes only: no 16 GB of weights

@@ -11,6 +11,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from tests.testing.hf_tiny import make_tiny_qwen
+from tests.testing.hf_tiny_llama import make_tiny_llama, tiny_llama_chat_dir
 from tests.testing.tiny_tokenizer import save_tiny_processor_files
 from tools import parity
 
@@ -63,6 +64,16 @@ def test_saved_reference_round_trip(tiny_dirs, tmp_path):
     _check(result, 1, tokenizer=False)
     with pytest.raises(ValueError, match="made for model_type"):
         parity.main(["--hf-dir", str(tiny_dirs["qwen2_5_vl"]), "--reference", str(ref_file)])
+
+
+@pytest.mark.parametrize("tokenizer", [False, True])
+def test_llama_text_batch(tmp_path, tokenizer):
+    hf_dir = tiny_llama_chat_dir(tmp_path, "tied_mha") if tokenizer else make_tiny_llama(tmp_path, "tied_mha")[0]
+    result = parity.main(["--hf-dir", str(hf_dir)])
+    assert result["model_type"] == "llama" and result["pixel_values_shape"] is None
+    _check(result, 0, tokenizer=tokenizer)
+    with pytest.raises(ValueError, match="takes no images"):
+        parity.main(["--hf-dir", str(hf_dir), "--images", "1"])
 
 
 def test_unknown_model_type(tmp_path):

@@ -1,9 +1,8 @@
 """Qwen2-VL / Qwen2.5-VL in Flax NNX: Qwen2 language model with M-RoPE, image features
 scattered into the image-placeholder positions, and the HF name table.
 
-The decoder layers are one stacked module (every parameter has a leading 'layers' axis) run
-with `jax.lax.scan`, so compile time does not grow with depth. Q/K/V and gate/up are fused
-into single matmuls; LoRA adapters stay per HF projection (see `common.Linear`).
+The language model is the shared `models.decoder.DecoderLM` (stacked layers run with
+`jax.lax.scan`, fused Q/K/V and gate/up, LoRA per HF projection) with M-RoPE rotary tables.
 
 Forward inputs (all static shapes):
   input_ids [B, T] int; attention_mask [B, T] (1 = token, 0 = padding; left or right).
@@ -26,21 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from rmpl_jax.models.layers import (
-    Embed,
-    KVCache,
-    Linear,
-    RMSNorm,
-    SwiGLU,
-    apply_rope,
-    attention,
-    cached_attention,
-    causal_padding_mask,
-    init_kv_cache,
-    mrope_cos_sin,
-    rope_inv_freq,
-    write_kv,
-)
+from rmpl_jax.models.decoder import DecoderDims, DecoderLM
+from rmpl_jax.models.layers import KVCache, mrope_cos_sin, rope_inv_freq
 from rmpl_jax.models.qwen2_vl.config import Qwen2VLConfig
 from rmpl_jax.models.qwen2_vl.mrope import (
     check_image_tokens,
@@ -52,141 +38,36 @@ from rmpl_jax.models.qwen2_vl.vision import VisionTower
 VISION_ATTR = "visual"
 
 
-class Attention(nnx.Module):
-    """GQA self-attention with q/k/v biases and M-RoPE."""
-
-    def __init__(self, cfg: Qwen2VLConfig, *, stack: int | None, rngs: nnx.Rngs):
-        d, n, k, h = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-        kw = dict(
-            stack=stack,
-            param_dtype=cfg.weight_dtype,
-            dtype=cfg.compute_dtype,
-            init_std=cfg.initializer_range,
-            rngs=rngs,
-        )
-        self.num_heads, self.num_kv_heads, self.head_dim = n, k, h
-        self.fused = cfg.fuse_qkv
-        self.impl = cfg.attention_impl
-        if self.fused:
-            self.qkv_proj = Linear(
-                d,
-                (n + 2 * k) * h,
-                axes=("embed", "q_heads"),
-                use_bias=True,
-                segments=(("q_proj", n * h), ("k_proj", k * h), ("v_proj", k * h)),
-                **kw,
-            )
-        else:
-            self.q_proj = Linear(d, n * h, axes=("embed", "q_heads"), use_bias=True, **kw)
-            self.k_proj = Linear(d, k * h, axes=("embed", "kv_heads"), use_bias=True, **kw)
-            self.v_proj = Linear(d, k * h, axes=("embed", "kv_heads"), use_bias=True, **kw)
-        self.o_proj = Linear(n * h, d, axes=("q_heads", "embed"), **kw)
-
-    def qkv(self, x: jax.Array, cos: jax.Array, sin: jax.Array):
-        """Projected and rotated q [B,T,N,H], k and v [B,T,K,H] (a KV cache stores k, v)."""
-        b, t, _ = x.shape
-        n, k, h = self.num_heads, self.num_kv_heads, self.head_dim
-        if self.fused:
-            qkv = self.qkv_proj(x)
-            q, key, v = qkv[..., : n * h], qkv[..., n * h : (n + k) * h], qkv[..., (n + k) * h :]
-        else:
-            q, key, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
-        q = apply_rope(q.reshape(b, t, n, h), cos, sin)
-        key = apply_rope(key.reshape(b, t, k, h), cos, sin)
-        return q, key, v.reshape(b, t, k, h)
-
-    def forward_kv(self, x, cos, sin, mask):
-        """Self-attention over x itself; also returns the rotated k and v [B,T,K,H] (prefill)."""
-        q, k, v = self.qkv(x, cos, sin)
-        out = attention(q, k, v, mask=mask, is_causal=mask is None, implementation=self.impl)
-        return self.o_proj(out.reshape(*x.shape[:2], -1)), k, v
-
-    def __call__(self, x, cos, sin, mask):
-        return self.forward_kv(x, cos, sin, mask)[0]
-
-    def decode(self, x, cos, sin, cache: KVCache, layer, slot, key_mask):
-        """New tokens x [B,T,D] in slots slot..slot+T-1: writes their k/v into `cache` at `layer`
-        and attends over that layer's cache. Returns (out [B,T,D], cache)."""
-        q, k, v = self.qkv(x, cos, sin)
-        ck, cv = write_kv(cache.k, layer, k, slot), write_kv(cache.v, layer, v, slot)
-        lk = jax.lax.dynamic_index_in_dim(ck, layer, 0, keepdims=False)
-        lv = jax.lax.dynamic_index_in_dim(cv, layer, 0, keepdims=False)
-        out = cached_attention(q, lk, lv, key_mask, slot)
-        return self.o_proj(out.reshape(*x.shape[:2], -1)), KVCache(ck, cv)
+def decoder_dims(cfg: Qwen2VLConfig) -> DecoderDims:
+    """The Qwen2 language model as a `DecoderDims` (biases on q/k/v only)."""
+    return DecoderDims(
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_layers=cfg.num_layers,
+        num_heads=cfg.num_heads,
+        num_kv_heads=cfg.num_kv_heads,
+        head_dim=cfg.head_dim,
+        rms_norm_eps=cfg.rms_norm_eps,
+        qkv_bias=True,
+        o_bias=False,
+        mlp_bias=False,
+        initializer_range=cfg.initializer_range,
+        dtype=cfg.compute_dtype,
+        param_dtype=cfg.weight_dtype,
+        fuse_qkv=cfg.fuse_qkv,
+        fuse_gate_up=cfg.fuse_gate_up,
+        attention_impl=cfg.attention_impl,
+        remat_policy=cfg.remat_policy,
+    )
 
 
-class DecoderLayer(nnx.Module):
-    """Pre-norm block: x + attn(norm(x)); x + mlp(norm(x))."""
-
-    def __init__(self, cfg: Qwen2VLConfig, *, stack: int | None, rngs: nnx.Rngs):
-        norm_kw = dict(eps=cfg.rms_norm_eps, stack=stack, param_dtype=cfg.weight_dtype, dtype=cfg.compute_dtype)
-        self.input_layernorm = RMSNorm(cfg.hidden_size, **norm_kw)
-        self.self_attn = Attention(cfg, stack=stack, rngs=rngs)
-        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, **norm_kw)
-        self.mlp = SwiGLU(
-            cfg.hidden_size,
-            cfg.intermediate_size,
-            fused=cfg.fuse_gate_up,
-            stack=stack,
-            param_dtype=cfg.weight_dtype,
-            dtype=cfg.compute_dtype,
-            init_std=cfg.initializer_range,
-            rngs=rngs,
-        )
-
-    def __call__(self, x, cos, sin, mask):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask)
-        return x + self.mlp(self.post_attention_layernorm(x))
-
-    def prefill(self, x, cos, sin, mask, cache: KVCache, layer):
-        """As __call__, and writes this layer's k/v of the whole prompt into slots 0..T-1."""
-        out, k, v = self.self_attn.forward_kv(self.input_layernorm(x), cos, sin, mask)
-        cache = KVCache(write_kv(cache.k, layer, k, 0), write_kv(cache.v, layer, v, 0))
-        x = x + out
-        return x + self.mlp(self.post_attention_layernorm(x)), cache
-
-    def decode(self, x, cos, sin, cache: KVCache, layer, slot, key_mask):
-        out, cache = self.self_attn.decode(self.input_layernorm(x), cos, sin, cache, layer, slot, key_mask)
-        x = x + out
-        return x + self.mlp(self.post_attention_layernorm(x)), cache
-
-
-_REMAT_POLICIES = {
-    "full": jax.checkpoint_policies.nothing_saveable,
-    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
-}
-
-
-class Qwen2VL(nnx.Module):
+class Qwen2VL(DecoderLM):
     """Qwen2-VL / Qwen2.5-VL for conditional generation (vision tower + causal LM)."""
 
     def __init__(self, config: Qwen2VLConfig, *, rngs: nnx.Rngs):
         cfg = config
         self.config = cfg
-        self.embed_tokens = Embed(
-            cfg.vocab_size,
-            cfg.hidden_size,
-            param_dtype=cfg.weight_dtype,
-            dtype=cfg.compute_dtype,
-            init_std=cfg.initializer_range,
-            rngs=rngs,
-        )
-        self.layers = DecoderLayer(cfg, stack=cfg.num_layers, rngs=rngs)
-        self.norm = RMSNorm(
-            cfg.hidden_size, eps=cfg.rms_norm_eps, param_dtype=cfg.weight_dtype, dtype=cfg.compute_dtype
-        )
-        if cfg.tie_word_embeddings:
-            self.lm_head = None
-        else:
-            self.lm_head = Linear(
-                cfg.hidden_size,
-                cfg.vocab_size,
-                axes=("embed", "vocab"),
-                param_dtype=cfg.weight_dtype,
-                dtype=cfg.compute_dtype,
-                init_std=cfg.initializer_range,
-                rngs=rngs,
-            )
+        self.init_decoder(decoder_dims(cfg), cfg.vocab_size, cfg.tie_word_embeddings, rngs)
         if cfg.with_vision:
             if cfg.vision_config is None:
                 raise ValueError("with_vision=True but the config has no vision_config")
@@ -262,20 +143,6 @@ class Qwen2VL(nnx.Module):
         return jnp.where(is_img[..., None], feats, x)
 
     # -- trunk ----------------------------------------------------------------------------------
-    def run_layers(self, x, cos, sin, mask) -> jax.Array:
-        """All decoder layers with one `jax.lax.scan` over the stacked parameters."""
-        graphdef, state = nnx.split(self.layers)
-
-        def body(h, layer_state):
-            layer = nnx.merge(graphdef, layer_state)
-            return layer(h, cos, sin, mask), None
-
-        policy = self.config.remat_policy
-        if policy is not None:
-            body = jax.checkpoint(body, policy=_REMAT_POLICIES[policy], prevent_cse=False)
-        x, _ = jax.lax.scan(body, x, state)
-        return x
-
     def hidden_states(
         self,
         input_ids,
@@ -304,33 +171,11 @@ class Qwen2VL(nnx.Module):
                 raise ValueError("image inputs need image_grid_thw (or explicit position_ids)")
             grid = image_grid_thw if has_images else None
             position_ids = self.position_ids(input_ids, attention_mask, grid)
-        inv_freq = rope_inv_freq(self.config.head_dim, self.config.rope_theta)
-        cos, sin = mrope_cos_sin(position_ids, inv_freq, self.config.mrope_section)
-        mask = causal_padding_mask(attention_mask, inputs_embeds.shape[1])
-        x = self.run_layers(inputs_embeds, cos, sin, mask)
-        return self.norm(x)
+        return self.hidden_from_embeds(inputs_embeds, position_ids=position_ids, attention_mask=attention_mask)
 
     # -- KV-cache decoding ----------------------------------------------------------------------
-    def init_cache(self, batch: int, max_len: int, dtype=None) -> KVCache:
-        """A zero KV cache [layers, batch, kv_heads, max_len, head_dim] (default: compute dtype)."""
-        cfg = self.config
-        return init_kv_cache(cfg.num_layers, batch, cfg.num_kv_heads, max_len, cfg.head_dim, dtype or cfg.compute_dtype)
-
-    def _scan_cached(self, x, cache: KVCache, step):
-        """Runs `step(layer, h, cache, index) -> (h, cache)` over the stacked layers with one scan;
-        the cache rides in the carry so each layer's write is an in-place update."""
-        graphdef, state = nnx.split(self.layers)
-
-        def body(carry, xs):
-            layer_state, index = xs
-            h, c = step(nnx.merge(graphdef, layer_state), *carry, index)
-            return (h, c), None
-
-        index = jnp.arange(self.config.num_layers, dtype=jnp.int32)
-        (x, cache), _ = jax.lax.scan(body, (x, cache), (state, index))
-        return x, cache
-
-    def _cos_sin(self, position_ids):
+    def cos_sin(self, position_ids):
+        """M-RoPE tables of position ids [3, B, T]."""
         inv_freq = rope_inv_freq(self.config.head_dim, self.config.rope_theta)
         return mrope_cos_sin(position_ids, inv_freq, self.config.mrope_section)
 
@@ -355,29 +200,7 @@ class Qwen2VL(nnx.Module):
             image_features=image_features,
             attention_mask=attention_mask,
         )
-        cos, sin = self._cos_sin(position_ids)
-        mask = causal_padding_mask(attention_mask, input_ids.shape[1])
-        x, cache = self._scan_cached(x, cache, lambda layer, h, c, i: layer.prefill(h, cos, sin, mask, c, i))
-        return self.logits_from_hidden(self.norm(x[:, -1])), cache
-
-    def decode_step(self, tokens, *, position_ids, cache: KVCache, slot, key_mask):
-        """tokens [B, T] placed in slots slot..slot+T-1 (position_ids [3, B, T]); key_mask [B, S]
-        marks valid slots (these included). Returns (float32 logits [B, T, V], cache)."""
-        x = self.embed_tokens(tokens)
-        cos, sin = self._cos_sin(position_ids)
-        x, cache = self._scan_cached(x, cache, lambda layer, h, c, i: layer.decode(h, cos, sin, c, i, slot, key_mask))
-        return self.logits_from_hidden(self.norm(x)), cache
-
-    def logits_from_hidden(self, h: jax.Array) -> jax.Array:
-        """[.., D] -> [.., V] float32 logits (matmul in the compute dtype, f32 accumulation)."""
-        if self.lm_head is None:
-            return self.embed_tokens.attend(h)
-        h = h.astype(self.config.compute_dtype)
-        kernel = self.lm_head.kernel[...].astype(self.config.compute_dtype)
-        logits = jnp.einsum("...d,dv->...v", h, kernel, preferred_element_type=jnp.float32)
-        if self.lm_head.lora_segments:  # an adapter on the head (not in the default targets)
-            logits = logits + self.lm_head.lora_forward(h).astype(jnp.float32)
-        return logits
+        return self.prefill_embeds(x, attention_mask=attention_mask, position_ids=position_ids, cache=cache)
 
     def __call__(
         self,

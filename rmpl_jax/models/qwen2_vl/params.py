@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from rmpl_jax.models.decoder import decoder_name_rules
 from rmpl_jax.models.hf.names import NameRule
 from rmpl_jax.models.hf.safetensors_io import export_state, load_state
 from rmpl_jax.models.qwen2_vl.config import Qwen2VLConfig
@@ -21,6 +22,7 @@ from rmpl_jax.models.qwen2_vl.model import (
     VISION_ATTR,
     Qwen2VL,
     abstract_model,
+    decoder_dims,
     with_dtype,
 )
 from rmpl_jax.models.qwen2_vl.vision import VisionTower
@@ -30,50 +32,7 @@ from rmpl_jax.models.qwen2_vl.vision_config import VisionConfig
 # -- HF names -------------------------------------------------------------------------------------
 def lm_name_rules(cfg: Qwen2VLConfig) -> list[NameRule]:
     """HF tensor names (Hub layout: model.layers.N..., lm_head) <-> our language-model leaves."""
-    n, k, i = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim, cfg.intermediate_size
-    L = r"model\.layers\.(?P<layer>\d+)\."
-    rules = [
-        NameRule(r"model\.embed_tokens\.weight", "embed_tokens/embedding"),
-        NameRule(r"model\.norm\.weight", "norm/scale"),
-        NameRule(L + r"input_layernorm\.weight", "layers/input_layernorm/scale"),
-        NameRule(L + r"post_attention_layernorm\.weight", "layers/post_attention_layernorm/scale"),
-        NameRule(L + r"self_attn\.o_proj\.weight", "layers/self_attn/o_proj/kernel", transpose=True),
-        NameRule(L + r"mlp\.down_proj\.weight", "layers/mlp/down_proj/kernel", transpose=True),
-    ]
-    if not cfg.tie_word_embeddings:
-        rules.append(NameRule(r"lm_head\.weight", "lm_head/kernel", transpose=True))
-    spans = {"q_proj": (0, n), "k_proj": (n, n + k), "v_proj": (n + k, n + 2 * k)}
-    for proj, span in spans.items():
-        for kind in ("weight", "bias"):
-            leaf = "kernel" if kind == "weight" else "bias"
-            if cfg.fuse_qkv:
-                rules.append(
-                    NameRule(
-                        L + rf"self_attn\.{proj}\.{kind}",
-                        f"layers/self_attn/qkv_proj/{leaf}",
-                        transpose=kind == "weight",
-                        last_axis_slice=span,
-                    )
-                )
-            else:
-                rules.append(
-                    NameRule(
-                        L + rf"self_attn\.{proj}\.{kind}", f"layers/self_attn/{proj}/{leaf}", transpose=kind == "weight"
-                    )
-                )
-    for idx, proj in enumerate(("gate_proj", "up_proj")):
-        if cfg.fuse_gate_up:
-            rules.append(
-                NameRule(
-                    L + rf"mlp\.{proj}\.weight",
-                    "layers/mlp/gate_up_proj/kernel",
-                    transpose=True,
-                    last_axis_slice=(idx * i, (idx + 1) * i),
-                )
-            )
-        else:
-            rules.append(NameRule(L + rf"mlp\.{proj}\.weight", f"layers/mlp/{proj}/kernel", transpose=True))
-    return rules
+    return decoder_name_rules(decoder_dims(cfg), cfg.tie_word_embeddings)
 
 
 def name_rules(cfg: Qwen2VLConfig) -> list[NameRule]:

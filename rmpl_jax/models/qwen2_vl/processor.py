@@ -28,6 +28,7 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
 
 from rmpl_jax.m2e2.boxes import smart_resize
 
+END_OF_TURN = "<|im_end|>"  # closes every turn of the Qwen chat format
 IMAGE_TOKEN = "<|image_pad|>"
 VIDEO_TOKEN = "<|video_pad|>"
 VISION_START_TOKEN = "<|vision_start|>"
@@ -100,6 +101,9 @@ class QwenProcessor:
     Build with `QwenProcessor.from_dir(hf_dir)`. `tokenizer` may be None (no tokenizer
     files): images still work, text calls raise.
     """
+
+    end_of_turn = END_OF_TURN
+    takes_images = True
 
     def __init__(
         self,

@@ -1,0 +1,43 @@
+"""What runs take from the family: a text-only model asked for image tasks is a config error
+naming the tasks and the overrides that drop them; `lora_targets=""` is the family's default."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("transformers")
+
+from configs import stage1
+from rmpl_jax.models.family import get_family
+from rmpl_jax.modes.model_setup import check_tasks_fit, family_and_config, lora_targets
+from tests.testing.hf_tiny_llama import make_tiny_llama
+
+
+def test_image_tasks_on_a_text_only_model(tmp_path):
+    hf_dir, _ = make_tiny_llama(tmp_path, "gqa")
+    family, model_config = family_and_config(str(hf_dir))
+    config = stage1.get_config()
+    config.model.hf_dir = str(hf_dir)
+    with pytest.raises(ValueError) as err:
+        check_tasks_fit(config, family, model_config)
+    message = str(err.value)
+    assert "text-only llama model" in message
+    assert "stage1: visual_ee" in message and "stage2: image_argument, image_mention" in message
+    fixes = [
+        "--config.stage1.tasks.visual_ee=0",
+        "--config.stage2.tasks.image_argument=0",
+        "--config.stage2.tasks.image_mention=0",
+    ]
+    assert message.endswith("Drop them with: " + " ".join(fixes))
+    config.stage1.tasks.visual_ee = 0.0
+    config.stage2.tasks.image_mention = config.stage2.tasks.image_argument = 0.0
+    check_tasks_fit(config, family, model_config)  # text tasks only: fine
+    config.data.mnre_images = "mnre/images"
+    with pytest.raises(ValueError, match=r"stage1: mnre with photos .* --config.data.mnre_images=''"):
+        check_tasks_fit(config, family, model_config)
+
+
+def test_lora_targets_default_to_the_family():
+    family = get_family("llama")
+    assert lora_targets("", family) == family.default_lora_targets
+    assert lora_targets(r"q_proj$", family) == r"q_proj$"
