@@ -169,5 +169,7 @@ def stage_tasks(
         for name, part in parts:
             out.append(TaskSource(name, part, float(weight) * len(part) / len(examples)))
     if not out:
-        raise ConfigError(f"none of the stage's tasks {list(weights)} has examples")
+        raise ConfigError(
+            f"none of the stage's tasks {list(weights)} has examples left; check the data paths and what was skipped"
+        )
     return out
