@@ -1,8 +1,6 @@
-"""Fuzzing every data reader with 1,000 generated files each: whatever the bytes, a reader
-returns records or raises DataError naming the file (strict and lenient), never anything
-else."""
-
-import os
+"""Fuzzing every data reader (JMEE, OneIE, imSitu, MNRE, M2E2 and its coref file) with 1,000
+generated files each: whatever the bytes, a reader returns records or raises DataError naming
+the file (strict and lenient), never anything else."""
 
 import pytest
 from hypothesis import event, given
@@ -11,12 +9,12 @@ from PIL import Image
 
 from rmpl_jax.data.imsitu import read_imsitu
 from rmpl_jax.data.jmee import read_jmee
-from rmpl_jax.data.m2e2 import COREF_FILE, IMAGE_FILES, TEXT_FILES, read_m2e2
+from rmpl_jax.data.m2e2 import COREF_FILE, IMAGE_FILES, TEXT_FILES, read_coref, read_m2e2
 from rmpl_jax.data.mnre import read_mnre
 from rmpl_jax.data.oneie import read_oneie
-from rmpl_jax.io.read_report import DataError
+from rmpl_jax.io.read_report import DataError, ReadReport
 from rmpl_jax.m2e2 import ontology
-from tests.testing.fuzz import FUZZ, JUNK, PAIR, WORD, damaged, json_text, lines_text, often, record, span
+from tests.testing.fuzz import FUZZ, PAIR, WORD, damaged, json_text, lines_text, often, record, span
 
 EVENT_TYPE = often(
     st.sampled_from(ontology.EVENT_TYPES), st.sampled_from(["Life:Marry", "Justice||Arrest|Jail", "Nope"])
@@ -95,6 +93,7 @@ IMAGE_EVENT = record(
     }
 )
 COREF_LINE = st.lists(st.sampled_from(["d_1", "d_0.jpg", "Life:Die", "", "x"]), max_size=4).map("\t".join)
+GOOD_COREF = st.tuples(st.just("d_1"), st.sampled_from(["d_0.jpg", "p.jpg"]), st.just("Life:Die")).map("\t".join)
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +149,7 @@ def test_mnre(place, data):
 M2E2_FILES = {
     **dict.fromkeys(TEXT_FILES, json_text(often(st.lists(JMEE, max_size=3)))),
     **dict.fromkeys(IMAGE_FILES, json_text(often(st.dictionaries(st.sampled_from(["d_0", "p"]), IMAGE_EVENT)))),
-    COREF_FILE: lines_text(COREF_LINE),
+    COREF_FILE: lines_text(often(GOOD_COREF, COREF_LINE)),
 }
 
 
@@ -171,13 +170,14 @@ def test_m2e2_and_coref(place, name, data):
             event(f"lenient={lenient}: DataError")
 
 
-def test_fuzz_outcomes_reach_both_sides(place):
-    """The strategies produce good records too, not only errors (else the fuzzing is shallow)."""
-    good = (
-        '[{"sentence_id": "d_1", "words": ["a", "b"], "golden-event-mentions": [{"event_type": "Life:Die", '
-        '"trigger": {"start": 0, "end": 1}, "arguments": [{"role": "Victim", "start": 1, "end": 2}]}]}]'
-    )
-    (place / "good.json").write_text(good)
-    sentences, report = read_jmee(place / "good.json")
-    assert len(sentences) == 1 and report.counts["arguments"] == 1
-    assert os.path.exists(place / "images" / "ok.jpg") and JUNK is not None
+@FUZZ
+@given(data=damaged(lines_text(often(GOOD_COREF, COREF_LINE))))
+def test_coref(place, data):
+    (place / "coref.txt").write_bytes(data)
+    for lenient in (False, True):
+        try:
+            pairs = read_coref(str(place / "coref.txt"), ReadReport("coref", lenient=lenient))
+            event(f"lenient={lenient}: {'some' if pairs else 'no'} pairs")
+        except DataError as e:
+            assert str(e).startswith(f"{place / 'coref.txt'}:"), str(e)
+            event(f"lenient={lenient}: DataError")
