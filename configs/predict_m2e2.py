@@ -19,7 +19,7 @@ def get_config():
     c.seed = 0
     c.m2e2_dir = ""  # empty: $RMPL_SHARED_DATA/m2e2 or ../shared/data/m2e2
     c.images_dir = ""  # M2E2 photos (<image_id>.jpg); absent photos are counted, text only
-    c.lenient = False  # skip and count bad annotation records instead of failing
+    c.lenient = False  # skip and count bad annotation records and unreadable photos instead of failing
     c.limit = 0  # > 0: only the first N sentences (and their photos), scored on those alone
 
     c.model = ml_collections.ConfigDict()
@@ -29,7 +29,7 @@ def get_config():
     c.model.lora_rank = placeholder(int)  # used when the checkpoint holds LoRA adapters
     c.model.lora_alpha = placeholder(float)
     c.model.lora_targets = ""
-    c.checkpoint = ""  # a training stage's checkpoints/ directory; empty: the HF weights as is
+    c.checkpoint = ""  # a training run, stage or checkpoints directory; empty: the HF weights as is
     c.checkpoint_step = -1  # -1: the latest
 
     c.image_side = placeholder(int)  # the training square side (a multiple of 28); 0: photos at their own size

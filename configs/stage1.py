@@ -19,7 +19,9 @@ def get_config():
     c.mode = "train"
     c.seed = 0
     c.stages = ("stage1", "stage2")
-    c.init_from = ""  # a checkpoint directory to start the first stage from
+    # Where the first stage starts: a run directory (its last stage), a stage directory or a
+    # checkpoints directory; 'base' starts from the base model on purpose (stage 2 alone).
+    c.init_from = ""
 
     c.model = ml_collections.ConfigDict()
     c.model.hf_dir = ""  # empty: the demo model, trained in full (LoRA needs pretrained weights)
@@ -61,7 +63,7 @@ def get_config():
     c.data.imsitu_mapping = ""  # ace_sr_mapping.txt; empty: the shared data's copy
     c.data.mnre_path = ""
     c.data.mnre_images = ""
-    c.data.lenient = False
+    c.data.lenient = False  # skip and count bad records, photos and too-long examples instead of failing
     c.data.synthetic = ml_collections.ConfigDict(dict(train_docs=300, heldout_docs=30))
     c.data.image_side = 112  # every photo is resized to this square (a multiple of 28)
     c.data.buckets = (256, 384)

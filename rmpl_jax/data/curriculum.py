@@ -4,22 +4,34 @@ Grain task sources.
 Stage 1 (unified schema): text_ee, visual_ee, mnre. Stage 2 (progressive): text_mention,
 image_mention, text_argument, image_argument. Image tasks see every photo resized to one
 square side (static shapes), so their boxes are moved into that frame before rendering.
+
+Nothing unusable reaches the Grain pipeline: photos are checked when the sources are read
+(`data/images.py`), examples longer than the largest bucket are measured before training
+(`data/lengths.py`), and a task whose examples come with and without photos (MNRE with
+some photos missing) becomes two sources, so no batch mixes them. What is left out is
+counted in the run's `SkipRegistry`, or is an error in strict mode.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
+import numpy as np
+
+from rmpl_jax.data.images import check_photos
 from rmpl_jax.data.imsitu import read_imsitu
 from rmpl_jax.data.jmee import read_jmee
+from rmpl_jax.data.lengths import drop_too_long
 from rmpl_jax.data.mnre import read_mnre
 from rmpl_jax.data.oneie import read_oneie
 from rmpl_jax.data.pipeline import TaskSource
 from rmpl_jax.data.synthetic import SyntheticSplit, generate_corpus
+from rmpl_jax.io.errors import ConfigError
 from rmpl_jax.io.read_report import ReadReport
 from rmpl_jax.io.shared_data import shared_data_path
+from rmpl_jax.io.skips import SkipRegistry
 from rmpl_jax.m2e2 import grammar, ontology, render
 from rmpl_jax.m2e2.boxes import BoxCodec
 from rmpl_jax.m2e2.records import (
@@ -71,8 +83,9 @@ def synthetic_sources(workdir: str, *, seed: int, train_docs: int, heldout_docs:
     return Sources(train.sentences, train.images, train.image_sizes), corpus["heldout"]
 
 
-def real_sources(data) -> Sources:
-    """Sources named in the config's `data` block (any may be empty)."""
+def real_sources(data, skips: SkipRegistry) -> Sources:
+    """Sources named in the config's `data` block (any may be empty). Bad records and
+    unreadable photos are errors, or skipped and counted in `skips` when `data.lenient`."""
 
     sentences, images, sizes, relations, reports = [], [], {}, [], []
     if data.ace_path:
@@ -80,6 +93,7 @@ def real_sources(data) -> Sources:
         found, report = reader(data.ace_path, lenient=data.lenient)
         print(report.summary())
         reports.append(report)
+        skips.add_read_report(report)
         sentences += found
     if data.imsitu_path:
         mapping = ontology.load_imsitu_mapping(data.imsitu_mapping or shared_data_path("imsitu", "ace_sr_mapping.txt"))
@@ -88,13 +102,25 @@ def real_sources(data) -> Sources:
         )
         print(report.summary())
         reports.append(report)
-        images += [i for i in found if i.path]
+        skips.add_read_report(report)
+        readable = check_photos(
+            (i.path for i in found if i.path), lenient=data.lenient, skips=skips, what=data.imsitu_path
+        )
+        images += [i for i in found if i.path in readable]
         sizes.update(found_sizes)
     if data.mnre_path:
         found, report = read_mnre(data.mnre_path, images_dir=data.mnre_images or None, lenient=data.lenient)
         print(report.summary())
         reports.append(report)
-        relations += found
+        skips.add_read_report(report)
+        if data.mnre_images and report.counts["images_missing"]:
+            skips.add(f"{data.mnre_path}: photo missing, trained text-only", count=report.counts["images_missing"])
+        readable = check_photos(
+            (r.image for r in found if r.image), lenient=data.lenient, skips=skips, what=data.mnre_path
+        )
+        relations += [
+            r if r.image is None or r.image in readable else dataclasses.replace(r, image=None) for r in found
+        ]
     return Sources(tuple(sentences), tuple(images), sizes, tuple(relations), tuple(reports))
 
 
@@ -113,21 +139,46 @@ def task_examples(task: str, sources: Sources, codec: BoxCodec, side: int) -> li
     return out
 
 
-def stage_tasks(weights: Mapping[str, float], sources: Sources, codec: BoxCodec, side: int) -> list[TaskSource]:
+def stage_tasks(
+    weights: Mapping[str, float],
+    sources: Sources,
+    codec: BoxCodec,
+    side: int,
+    *,
+    token_lengths: Callable[[Sequence[grammar.Example]], np.ndarray],
+    max_tokens: int,
+    lenient: bool,
+    skips: SkipRegistry,
+) -> list[TaskSource]:
     """Weighted task sources of a stage; a task of weight 0 (how a config override drops one)
-    or with no examples is reported and left out."""
+    or with no examples is reported and left out.
+
+    `token_lengths` measures examples (`Featurizer.token_lengths`); those over `max_tokens`
+    are an error, or skipped and counted when `lenient`. A task with examples both with and
+    without photos becomes two sources (`<task>` and `<task> (text only)`) sharing its weight
+    in proportion to their sizes.
+    """
     out = []
     for task, weight in weights.items():
         if task not in grammar.TASKS:
-            raise ValueError(f"stage task {task!r} is not one of {grammar.TASKS}")
+            raise ConfigError(f"stage task {task!r} is not one of {grammar.TASKS}")
         if weight <= 0:
             print(f"task {task}: weight {weight}, left out of the mixture")
             continue
         examples = task_examples(task, sources, codec, side)
+        examples = drop_too_long(task, examples, token_lengths(examples), max_tokens, lenient=lenient, skips=skips)
         if not examples:
             print(f"task {task}: no examples in the configured data, left out of the mixture")
             continue
-        out.append(TaskSource(task, examples, float(weight)))
+        with_photo = [ex for ex in examples if ex.image is not None]
+        text_only = [ex for ex in examples if ex.image is None]
+        parts = (
+            [(task, with_photo), (f"{task} (text only)", text_only)] if with_photo and text_only else [(task, examples)]
+        )
+        for name, part in parts:
+            out.append(TaskSource(name, part, float(weight) * len(part) / len(examples)))
     if not out:
-        raise ValueError(f"none of the stage's tasks {list(weights)} has examples")
+        raise ConfigError(
+            f"none of the stage's tasks {list(weights)} has examples left; check the data paths and what was skipped"
+        )
     return out

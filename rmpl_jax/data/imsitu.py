@@ -9,12 +9,14 @@ Report counts: `verbs_unmapped` (images skipped, or kept without events when
 `keep_unmapped=True`), `roles_no_box` (role boxed -1), `roles_unmapped` (no M2E2 role
 for the verb's role), `roles_outside_image_schema` (mapped role not in
 `ontology.IMAGE_ROLES[type]`, e.g. Place), `boxes_empty` (zero area), `boxes_clamped`
-(box reached outside the image), `images_missing` (images_dir given but no file),
-`arguments` kept. All of those roles and boxes are dropped.
+(box reached outside the image), `images_missing` (images_dir given but no file: a bad
+record, an error unless lenient, since a visual example needs its photo), `arguments`
+kept. All of those roles and boxes are dropped.
 """
 
 from __future__ import annotations
 
+import math
 import os
 
 from rmpl_jax.io.read_report import DataError, ReadReport, load_json, require
@@ -96,8 +98,11 @@ def _item(image_name, obj, mapping, images_dir, keep_unmapped, where, report):
     file_path = None
     if images_dir is not None:
         file_path = os.path.join(os.fspath(images_dir), image_name)
-        if not os.path.exists(file_path):
+        if not os.path.isfile(file_path):
             report.counts["images_missing"] += 1
+            raise DataError(
+                f"{where}: photo {file_path} is missing (check imsitu_images, or read leniently to skip it)"
+            )
     events = () if event_type is None else (ImageEvent(event_type, tuple(arguments)),)
     return ImageItem(image_id_of(image_name), events, file_path), (width, height)
 
@@ -106,9 +111,9 @@ def _box(raw, width, height, where, report) -> Box | None:
     if (
         not isinstance(raw, list)
         or len(raw) != 4
-        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw)
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in raw)
     ):
-        raise DataError(f"{where}: expected [x1, y1, x2, y2] numbers, got {raw!r}")
+        raise DataError(f"{where}: expected [x1, y1, x2, y2] finite numbers, got {raw!r}")
     if list(raw) == _NO_BOX:
         return None
     x1, y1, x2, y2 = (float(v) for v in raw)

@@ -74,7 +74,10 @@ def sentence_from_jmee(obj, where: str, report: ReadReport, default_id: str | No
     where = f"{where} ({sentence_id})"
     words = require_words(obj, "words", where)
     entities = []
-    for i, m in enumerate(obj.get("golden-entity-mentions", [])):
+    mentions = obj.get("golden-entity-mentions", [])
+    if not isinstance(mentions, list):
+        raise DataError(f"{where}: key 'golden-entity-mentions' must be a list, got {type(mentions).__name__}")
+    for i, m in enumerate(mentions):
         w = f"{where} golden-entity-mentions[{i}]"
         etype = require(m, "entity-type", str, w)
         entities.append(EntityMention(etype, span_from_json(m, words, w, report)))

@@ -41,7 +41,7 @@ def read_mnre(
     stem = os.path.splitext(os.path.basename(path))[0]
     report = ReadReport(source=path, lenient=lenient)
     records = []
-    for lineno, line in numbered_lines(path):
+    for lineno, line in numbered_lines(path, on_error=report.skip):
         where = f"{path}:{lineno}"
         try:
             records.append(_record(line, f"{stem}:{lineno}", images_dir, where, report))

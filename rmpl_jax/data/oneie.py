@@ -30,7 +30,7 @@ def read_oneie(path: str | os.PathLike, *, lenient: bool = False) -> tuple[list[
     path = os.fspath(path)
     report = ReadReport(source=path, lenient=lenient)
     sentences = []
-    for lineno, line in numbered_lines(path):
+    for lineno, line in numbered_lines(path, on_error=report.skip):
         where = f"{path}:{lineno}"
         try:
             try:

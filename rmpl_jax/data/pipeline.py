@@ -3,8 +3,10 @@ process, featurised lazily (in workers when asked), padded to length buckets, ba
 
 Each batch comes from one task, so text-only and image tasks never share a batch and a
 batch has one of a few static shapes: (batch, bucket) tokens, plus (batch * patches,
-patch_dim) pixels for image tasks. The iterator's state is a small dict that the
-checkpoint stores beside the model.
+patch_dim) pixels for image tasks. Every batch also carries `task_index` and
+`example_index` [B] (which task source, which of its examples): bookkeeping for the host,
+never given to the model, so a bad batch can be named. The iterator's state is a small
+dict that the checkpoint stores beside the model.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import numpy as np
 from rmpl_jax.data.buckets import bucket_length
 
 Features = dict[str, np.ndarray]
+TASK_INDEX, EXAMPLE_INDEX = "task_index", "example_index"
+ID_KEYS = (TASK_INDEX, EXAMPLE_INDEX)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +32,21 @@ class TaskSource:
     name: str
     examples: Sequence[Any]
     weight: float
+
+
+@dataclasses.dataclass(frozen=True)
+class _FeaturizeIndexed:
+    """Example index -> its features plus the ids (a class, so worker processes can pickle it)."""
+
+    examples: Sequence[Any]
+    featurize: Callable[[Any], Features]
+    task_index: int
+
+    def __call__(self, index: int) -> Features:
+        features = dict(self.featurize(self.examples[index]))
+        features[TASK_INDEX] = np.int32(self.task_index)
+        features[EXAMPLE_INDEX] = np.int32(index)
+        return features
 
 
 def pad_and_stack(examples: Sequence[Features], buckets: Sequence[int], pad_id: int) -> Features:
@@ -48,6 +67,9 @@ def pad_and_stack(examples: Sequence[Features], buckets: Sequence[int], pad_id: 
         loss_mask[i, :n] = e["loss_mask"]
         attention_mask[i, :n] = 1
     out = {"input_ids": input_ids, "loss_mask": loss_mask, "attention_mask": attention_mask}
+    for key in ID_KEYS:
+        if key in examples[0]:
+            out[key] = np.asarray([e[key] for e in examples], np.int32)
     with_pixels = ["pixel_values" in e for e in examples]
     if any(with_pixels):
         if not all(with_pixels):
@@ -73,18 +95,20 @@ def task_batches(
     seed: int,
     shard_index: int,
     shard_count: int,
+    task_index: int = 0,
 ) -> grain.MapDataset:
-    """This process's infinite stream of batches of one task."""
+    """This process's infinite stream of batches of one task (ids: `task_index`, example
+    positions in `task.examples`)."""
     if len(task.examples) < shard_count:
         raise ValueError(
             f"task {task.name!r} has {len(task.examples)} examples, fewer than "
             f"the {shard_count} processes that share it"
         )
-    ds = grain.MapDataset.source(task.examples)[shard_index::shard_count]
+    ds = grain.MapDataset.range(len(task.examples))[shard_index::shard_count]
     return (
         ds.shuffle(seed=seed)
         .repeat()
-        .map(featurize)
+        .map(_FeaturizeIndexed(task.examples, featurize, task_index))
         .batch(batch_size, drop_remainder=True, batch_fn=lambda xs: pad_and_stack(xs, buckets, pad_id))
     )
 
@@ -101,13 +125,14 @@ def mixture(
     shard_count: int = 1,
     num_workers: int = 0,
 ) -> grain.IterDataset:
-    """Batches drawn from the tasks in proportion to their weights.
+    """Batches drawn from the tasks in proportion to their weights; a batch's `task_index`
+    is the position in `tasks` (tasks of weight 0 included).
 
     `batch_size` is per process. Featurisation runs in `num_workers` processes when
     positive (the featurize function must then be picklable).
     """
-    tasks = [t for t in tasks if t.weight > 0]
-    if not tasks:
+    used = [(index, t) for index, t in enumerate(tasks) if t.weight > 0]
+    if not used:
         raise ValueError("no task with a positive weight")
     streams = [
         task_batches(
@@ -119,10 +144,11 @@ def mixture(
             seed=seed + 7919 * i,
             shard_index=shard_index,
             shard_count=shard_count,
+            task_index=index,
         )
-        for i, t in enumerate(tasks)
+        for i, (index, t) in enumerate(used)
     ]
-    mixed = grain.MapDataset.mix(streams, [t.weight for t in tasks]).to_iter_dataset()
+    mixed = grain.MapDataset.mix(streams, [t.weight for _, t in used]).to_iter_dataset()
     if num_workers > 0:
         mixed = mixed.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
     return mixed

@@ -25,7 +25,6 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 
 from PIL import Image
-from tqdm import tqdm
 
 from rmpl_jax.data.featurize import Featurizer
 from rmpl_jax.infer.constrained import (
@@ -35,6 +34,7 @@ from rmpl_jax.infer.constrained import (
     vocab_for,
 )
 from rmpl_jax.infer.decode import DEFAULT_BUCKETS, Decoder, Prompt, pick_bucket
+from rmpl_jax.io.progress import progress as progress_bar
 from rmpl_jax.m2e2 import grammar, parse, render
 from rmpl_jax.m2e2.boxes import BoxCodec
 from rmpl_jax.m2e2.predictions import ImagePrediction, PredictionSet, TextPrediction
@@ -293,7 +293,7 @@ def predict_records(
         "tokens": 0,
         "unfinished": 0,
     }
-    bar = tqdm(total=0, unit="item", desc="predict", disable=not progress)
+    bar = progress_bar(0, "predict", "item", disable=not progress)
     runner = _Run(decoder, featurizer, constrained, bar, stats)
     failures: dict[str, list[int]] = {}
     start = time.perf_counter()

@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+
+from rmpl_jax.io.read_report import DataError
 
 
-def numbered_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+def numbered_lines(
+    path: str | os.PathLike, on_error: Callable[[DataError], None] | None = None
+) -> Iterator[tuple[int, str]]:
     """(1-based line number, line without its newline) for every non-blank line, so that
-    errors can name `path:lineno`."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    errors can name `path:lineno`.
+
+    A line that is not UTF-8 raises DataError naming the file and line; with `on_error`
+    (e.g. `ReadReport.skip`, which raises again in strict mode) it is handed over and skipped.
+    """
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                error = DataError(f"{path}:{lineno}: not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1})")
+                if on_error is None:
+                    raise error from None
+                on_error(error)
+                continue
             if line.strip():
-                yield lineno, line.rstrip("\n")
+                line = line.removesuffix("\n")
+                yield lineno, line.removesuffix("\r")  # \r\n endings read as \n

@@ -13,10 +13,12 @@ import dataclasses
 import json
 from typing import Any
 
+from rmpl_jax.io.errors import UserError
+
 MAX_PROBLEMS = 100  # messages kept verbatim; the count keeps growing past it
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Bad input; the message starts with where it is (file, record or line, key)."""
 
 
@@ -46,12 +48,21 @@ class ReadReport:
 
 
 def load_json(path: str) -> Any:
-    """Parses a JSON file; a truncated or invalid file raises DataError naming it."""
+    """Parses a JSON file; a truncated, invalid or non-UTF-8 file raises DataError naming it
+    and the line."""
+    with open(path, "rb") as f:
+        raw = f.read()
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start})") from None
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply to read") from None
 
 
 def require(obj: Any, key: str, types: type | tuple[type, ...], where: str) -> Any:
@@ -82,9 +93,11 @@ def require_span(obj: Any, n_words: int, where: str, start_key: str = "start", e
 
 
 def require_words(obj: Any, key: str, where: str) -> tuple[str, ...]:
-    """A list of tokens: strings, not blank, without line breaks (the task grammar is
-    line based)."""
+    """A non-empty list of tokens: strings, not blank, without line breaks (the task grammar
+    is line based)."""
     words = require(obj, key, list, where)
+    if not words:
+        raise DataError(f"{where}: key {key!r} is empty; a sentence needs at least one token")
     for i, w in enumerate(words):
         if not isinstance(w, str) or not w.strip() or "\n" in w or "\r" in w:
             raise DataError(

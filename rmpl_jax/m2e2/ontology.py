@@ -14,6 +14,7 @@ import os
 import re
 
 from rmpl_jax.io.lines import numbered_lines
+from rmpl_jax.io.read_report import DataError
 
 EVENT_TYPES: tuple[str, ...] = (
     "Conflict:Attack",
@@ -164,7 +165,7 @@ def load_imsitu_mapping(path: str | os.PathLike) -> ImsituMapping:
     """Reads `ace_sr_mapping.txt`: `verb TAB role TAB ACE-type TAB ACE-role` per line.
 
     ACE types are in the file's `Justice||Arrest|Jail` spelling; they are canonicalised
-    and must be M2E2 types. Raises ValueError naming the file and line on a bad line.
+    and must be M2E2 types. Raises DataError naming the file and line on a bad line.
     """
     roles: dict[tuple[str, str], tuple[str, str]] = {}
     verb_types: dict[str, str] = {}
@@ -172,15 +173,15 @@ def load_imsitu_mapping(path: str | os.PathLike) -> ImsituMapping:
         fields = line.split("\t")
         where = f"{path}:{lineno}"
         if len(fields) != 4 or not all(x.strip() for x in fields):
-            raise ValueError(f"{where}: expected 4 tab-separated fields, got {line.rstrip()!r}")
+            raise DataError(f"{where}: expected 4 tab-separated fields, got {line.rstrip()!r}")
         verb, role, ace_type, ace_role = (x.strip() for x in fields)
         try:
             event_type = ace_to_m2e2(ace_type)
         except ValueError as e:
-            raise ValueError(f"{where}: {e}") from None
+            raise DataError(f"{where}: {e}") from None
         if event_type is None:
-            raise ValueError(f"{where}: {ace_type!r} is not one of the 8 M2E2 types")
+            raise DataError(f"{where}: {ace_type!r} is not one of the 8 M2E2 types")
         if verb_types.setdefault(verb, event_type) != event_type:
-            raise ValueError(f"{where}: verb {verb!r} mapped to both {verb_types[verb]} and {event_type}")
+            raise DataError(f"{where}: verb {verb!r} mapped to both {verb_types[verb]} and {event_type}")
         roles[(verb, role)] = (event_type, ace_role)
     return ImsituMapping(roles, verb_types)

@@ -18,7 +18,9 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from rmpl_jax.io.errors import UserError
 from rmpl_jax.io.lines import numbered_lines
+from rmpl_jax.io.read_report import DataError
 from rmpl_jax.m2e2.records import (
     Box,
     BoxArgument,
@@ -30,7 +32,7 @@ from rmpl_jax.m2e2.records import (
 )
 
 
-class PredictionError(ValueError):
+class PredictionError(UserError, ValueError):
     """A malformed prediction line."""
 
 
@@ -128,14 +130,21 @@ def parse_prediction_line(obj: Any, what: str) -> TextPrediction | ImagePredicti
 
 
 def read_predictions(path: str) -> PredictionSet:
-    """Reads a predictions JSONL file; blank lines are allowed."""
+    """Reads a predictions JSONL file; blank lines are allowed. Any malformed line (not
+    UTF-8, not JSON, not the format) raises PredictionError naming the file and line."""
     predictions = PredictionSet()
-    for lineno, line in numbered_lines(path):
+    try:
+        lines = list(numbered_lines(path))
+    except DataError as e:
+        raise PredictionError(str(e)) from None
+    for lineno, line in lines:
         what = f"{path}:{lineno}"
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise PredictionError(f"{what}: invalid JSON: {e.msg}") from None
+        except RecursionError:
+            raise PredictionError(f"{what}: JSON nested too deeply") from None
         record = parse_prediction_line(obj, what)
         if isinstance(record, TextPrediction):
             predictions.text.append(record)

@@ -17,17 +17,19 @@ import os
 import numpy as np
 from flax import nnx
 
-from rmpl_jax.data.m2e2 import read_m2e2
+from rmpl_jax.data.m2e2 import read_m2e2, readable_photos
 from rmpl_jax.eval.report import write_report
 from rmpl_jax.eval.scorer import score
 from rmpl_jax.eval.tables import format_table
 from rmpl_jax.infer.predict import predict_records
 from rmpl_jax.io.run_config import find_run_config
 from rmpl_jax.io.shared_data import shared_data_path
+from rmpl_jax.io.skips import SkipRegistry
 from rmpl_jax.m2e2.predictions import read_predictions, write_predictions
 from rmpl_jax.m2e2.records import image_id_of
 from rmpl_jax.models import lora
 from rmpl_jax.modes.model_setup import family_and_config, lora_targets
+from rmpl_jax.modes.validate import validate_predict
 from rmpl_jax.train.checkpoint import read_params
 from rmpl_jax.train.state import split_model
 
@@ -123,7 +125,17 @@ def _limit(corpus, n: int):
 
 
 def run(config, workdir: str) -> dict:
-    """Writes workdir/predictions.jsonl and workdir/metrics.json (strict); returns the metrics."""
+    """Writes workdir/predictions.jsonl and workdir/metrics.json (strict); returns the metrics.
+    Prints what was skipped, by reason, when it ends."""
+    skips = SkipRegistry()
+    try:
+        return _run(config, workdir, skips)
+    finally:
+        print(skips.report())
+
+
+def _run(config, workdir: str, skips: SkipRegistry) -> dict:
+    config.checkpoint = validate_predict(config) or ""
     train_run = resolve_from_run(config)
     if train_run is not None:
         print(
@@ -132,11 +144,19 @@ def run(config, workdir: str) -> dict:
         )
     m2e2_dir = config.m2e2_dir or shared_data_path("m2e2")
     corpus = read_m2e2(m2e2_dir, config.images_dir or None, lenient=config.lenient)
+    skips.add_read_report(corpus.report)
     if config.limit:
         corpus = _limit(corpus, int(config.limit))
+    photos = readable_photos(
+        corpus.sentences.values(),
+        config.images_dir or None,
+        lenient=config.lenient,
+        skips=skips,
+        unreferenced=not config.limit,  # a smoke run scores only its sentences' photos
+    )
     print(
-        f"M2E2: {len(corpus.sentences)} sentences, {len(corpus.images)} photos "
-        f"({sum(1 for i in corpus.images.values() if i.path)} on disk), {len(corpus.coref)} pairs"
+        f"M2E2: {len(corpus.sentences)} sentences, {len(photos)} candidate photos "
+        f"({sum(1 for p in photos if p.path)} on disk and readable), {len(corpus.coref)} gold pairs"
     )
     step = config.checkpoint_step if config.checkpoint_step >= 0 else None
     model, step = load_model(config.model, config.checkpoint, step)
@@ -148,7 +168,7 @@ def run(config, workdir: str) -> dict:
         model,
         processor,
         sentences=corpus.sentences.values(),
-        images=corpus.images.values(),
+        images=photos,
         codec=codec,
         image_side=side,
         batch_size=config.batch_size,
@@ -170,6 +190,7 @@ def run(config, workdir: str) -> dict:
     metrics["predict"] = dict(
         stats, checkpoint=config.checkpoint or None, checkpoint_step=step, limit=int(config.limit)
     )
+    metrics["skipped"] = skips.counts()
     with open(os.path.join(workdir, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=1)
     page = os.path.join(workdir, "report.html")

@@ -13,7 +13,6 @@ import time
 import jax
 import numpy as np
 from flax import nnx
-from tqdm import tqdm
 
 from rmpl_jax.data import pipeline
 from rmpl_jax.data.curriculum import (
@@ -26,17 +25,23 @@ from rmpl_jax.data.featurize import Featurizer
 from rmpl_jax.eval.heldout import write_scores
 from rmpl_jax.eval.run_card import RunCard
 from rmpl_jax.infer.predict import predict_records
+from rmpl_jax.io.errors import ConfigError
+from rmpl_jax.io.progress import progress
 from rmpl_jax.io.run_config import write_run_config
+from rmpl_jax.io.skips import SkipRegistry
 from rmpl_jax.m2e2 import render
 from rmpl_jax.models import lora
 from rmpl_jax.models.family import ModelFamily, Processor, write_demo_model
 from rmpl_jax.modes.model_setup import check_tasks_fit, family_and_config, global_batch, lora_targets
 from rmpl_jax.modes.run_outputs import finish_run, note_heldout, stage_summary, start_card
+from rmpl_jax.modes.validate import validate_train
 from rmpl_jax.train import checkpoint, distributed
 from rmpl_jax.train import sharding as shd
 from rmpl_jax.train.export import export_model
 from rmpl_jax.train.metrics_log import MetricsLog
+from rmpl_jax.train.numeric_guard import NumericGuard
 from rmpl_jax.train.optimizer import make_optimizer
+from rmpl_jax.train.preemption import Preempted, PreemptionWatch
 from rmpl_jax.train.state import abstract, create_train_state, split_model
 from rmpl_jax.train.step import make_train_step
 
@@ -55,6 +60,7 @@ class Run:
     sources: Sources
     mesh: object
     card: RunCard
+    skips: SkipRegistry
 
 
 def demo_model_dir(config, workdir: str, sources: Sources) -> str:
@@ -91,6 +97,12 @@ def build_model(run: Run):
     return model
 
 
+def _example_names(batch: dict, sources: list[pipeline.TaskSource]) -> list[str]:
+    """Pops the batch's ids (host bookkeeping, not model input) and names its examples."""
+    tasks, indices = (batch.pop(k) for k in pipeline.ID_KEYS)
+    return [f"{sources[t].name}:{sources[t].examples[i].item_id}" for t, i in zip(tasks.tolist(), indices.tolist())]
+
+
 def train_stage(run: Run, name: str, init_from: str | None):
     """Trains one stage; returns (model with the trained weights, checkpoint directory)."""
     config, stage = run.config, run.config[name]
@@ -110,8 +122,9 @@ def train_stage(run: Run, name: str, init_from: str | None):
         ckpt_dir, max_to_keep=config.checkpoint.keep, save_interval_steps=config.checkpoint.every
     )
     data_state = None
-    if manager.latest_step() is not None:
-        state, data_state = manager.restore(state)
+    restored = manager.restore_newest_readable(state)
+    if restored is not None:
+        state, data_state = restored
         print(f"resumed {name} from step {int(state.step)}")
     elif init_from:
         state, report = checkpoint.init_from(init_from, state)
@@ -119,7 +132,16 @@ def train_stage(run: Run, name: str, init_from: str | None):
 
     featurize = Featurizer(run.processor, config.data.image_side)
     batch_size = distributed.local_batch_size(config.data.batch_size)
-    sources = stage_tasks(stage.tasks, run.sources, run.codec, config.data.image_side)
+    sources = stage_tasks(
+        stage.tasks,
+        run.sources,
+        run.codec,
+        config.data.image_side,
+        token_lengths=featurize.token_lengths,
+        max_tokens=max(config.data.buckets),
+        lenient=config.data.lenient,
+        skips=run.skips,
+    )
     for source in sources:
         print(f"  task {source.name}: {len(source.examples)} examples, weight {source.weight}")
     iterator = iter(
@@ -152,31 +174,45 @@ def train_stage(run: Run, name: str, init_from: str | None):
     start = int(state.step)
     compile_s = None
     if start < stage.steps:
-        first = global_batch(next(iterator), run.mesh, run.family)
+        batch = next(iterator)
+        names = _example_names(batch, sources)
+        first = global_batch(batch, run.mesh, run.family)
         t0 = time.time()
         step.compile(abstract(state), first, print_fn=lambda s: print("  compiled step:", s))
         compile_s = time.time() - t0
         print(f"  compile {compile_s:.1f}s")
     losses = []
-    log = MetricsLog(os.path.join(run.workdir, name), config.train.log_every, jax.process_index() == 0, start)
+    guard = NumericGuard(name, ckpt_dir)
+    lead = jax.process_index() == 0
+    log = MetricsLog(os.path.join(run.workdir, name), config.train.log_every, lead, start)
     t_loop = time.time()
-    with tqdm(total=stage.steps, initial=start, desc=name, unit="step", disable=jax.process_index() != 0) as bar:
-        batch = first if start < stage.steps else None
-        while int(state.step) < stage.steps:
-            state, metrics = step(state, batch)
-            log.write(int(state.step), metrics)
-            manager.save(state, data_state=iterator.get_state())
-            losses.append(float(metrics["loss"]))
-            bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-            if int(state.step) < stage.steps:
-                batch = global_batch(next(iterator), run.mesh, run.family)
-    log.close()
+    try:
+        with progress(stage.steps, name, "step", initial=start, disable=not lead) as bar, PreemptionWatch() as stop:
+            batch = first if start < stage.steps else None
+            while int(state.step) < stage.steps:
+                guard.note_batch(int(state.step) + 1, names)
+                state, metrics = step(state, batch)
+                done, host = int(state.step), {k: float(v) for k, v in metrics.items()}
+                guard.check(done, host, manager.latest_step())  # before this step can be saved
+                manager.save(state, data_state=iterator.get_state())
+                log.write(done, host)
+                losses.append(host["loss"])
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+                bar.update(1)
+                if stop.reached(done):
+                    if manager.latest_step() != done:
+                        manager.save(state, data_state=iterator.get_state(), force=True)
+                    raise Preempted(f"{name}: stopped by SIGTERM at step {done}, saved in {ckpt_dir}; rerun to resume")
+                if done < stage.steps:
+                    batch = next(iterator)
+                    names = _example_names(batch, sources)
+                    batch = global_batch(batch, run.mesh, run.family)
+        if manager.latest_step() != int(state.step):
+            manager.save(state, data_state=iterator.get_state(), force=True)
+    finally:
+        manager.close()  # waits for pending saves
+        log.close()
     loop_s = time.time() - t_loop
-    if manager.latest_step() != int(state.step):
-        manager.save(state, data_state=iterator.get_state(), force=True)
-    manager.wait()
-    manager.close()
     if losses:
         k = max(1, len(losses) // 10)
         print(f"  {name} loss: first {np.mean(losses[:k]):.3f} -> last {np.mean(losses[-k:]):.3f}")
@@ -185,13 +221,24 @@ def train_stage(run: Run, name: str, init_from: str | None):
 
 
 def run(config, workdir: str) -> dict:
-    """Runs `config.stages` in order; returns the held-out metrics (demo) or {}."""
+    """Runs `config.stages` in order; returns the held-out metrics (demo) or {}. Prints what
+    was skipped, by reason, when it ends (also when it stops early)."""
     distributed.initialize_from_config(config.distributed)
+    init_from = validate_train(config)
+    skips = SkipRegistry()
+    try:
+        return _run(config, workdir, init_from, skips)
+    finally:
+        if jax.process_index() == 0:
+            print(skips.report())
+
+
+def _run(config, workdir: str, init_from: str | None, skips: SkipRegistry) -> dict:
     os.makedirs(workdir, exist_ok=True)
     data = config.data
     heldout = None
     if any((data.ace_path, data.imsitu_path, data.mnre_path)):
-        sources = real_sources(data)
+        sources = real_sources(data, skips)
     else:
         model = config.model.hf_dir or "the demo model"
         print(f"no data configured: training {model} on the synthetic corpus")
@@ -209,7 +256,7 @@ def run(config, workdir: str) -> dict:
     check_tasks_fit(config, family, model_config)
     processor = family.processor(hf_dir)
     if processor.tokenizer is None:
-        raise ValueError(f"{hf_dir}: training needs tokenizer files in the model directory")
+        raise ConfigError(f"--config.model.hf_dir={hf_dir}: training needs tokenizer files in the model directory")
     config_json = resolved.to_json_best_effort(indent=1, sort_keys=True)
     card = start_card(config, config_json, workdir, hf_dir, model_config.model_type, sources, heldout)
     mesh = shd.make_mesh(tuple(config.mesh_shape))
@@ -225,9 +272,9 @@ def run(config, workdir: str) -> dict:
         sources,
         mesh,
         card,
+        skips,
     )
 
-    init_from = config.init_from or None
     model = None
     for name in config.stages:
         model, init_from = train_stage(run_, name, init_from)

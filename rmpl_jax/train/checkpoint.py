@@ -8,6 +8,12 @@ Frozen params are not saved: they come from the base model every run.
 
 Each process has its own data iterator, so every process's state is gathered and written
 in the one JSON item; on restore each process gets its own entry back.
+
+Resuming (`restore_newest_readable`) survives a damaged newest checkpoint: Orbax finishes a
+step directory by renaming it into place, so a save cut short leaves only a temporary
+directory that is never listed; a listed step that still cannot be read (truncated or
+missing files) is moved aside to `<step>.unreadable` with a warning naming it and the step
+used instead.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import base64
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -24,9 +31,21 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
+from rmpl_jax.io.errors import UserError
 from rmpl_jax.train.state import TrainState, abstract
 
 _FORMAT = 1
+_log = logging.getLogger(__name__)
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint that cannot serve this run (unreadable, or other trainables)."""
+
+
+class CheckpointMismatch(CheckpointError):
+    """The checkpoint's trainables differ from this run's: the config changed, not the file."""
+
+
 _ITEMS = ("params", "train", "data")
 
 
@@ -74,6 +93,12 @@ def _allgather_json(value: Any) -> list[Any]:
     padded[: raw.size] = raw
     rows = np.asarray(multihost_utils.process_allgather(padded)).reshape(len(lengths), -1)
     return [json.loads(bytes(rows[i, : lengths[i]]).decode("utf-8")) for i in range(len(lengths))]
+
+
+def _first_line(error: Exception, limit: int = 300) -> str:
+    """`Type: first line of the message`, cut to `limit` characters (TensorStore's run long)."""
+    lines = str(error).splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:limit]
 
 
 def _tree_metadata(mgr: ocp.CheckpointManager, step: int) -> Mapping[str, Any]:
@@ -172,11 +197,55 @@ class CheckpointManager:
         saved = set(_tree_metadata(self._mgr, step))
         want = set(template.trainable)
         if saved != want:
-            raise ValueError(
+            raise CheckpointMismatch(
                 f"{self.directory}/{step}/params: trainable params differ from this run "
                 f"(missing {sorted(want - saved)[:5]}, unexpected {sorted(saved - want)[:5]}); "
                 f"use init_from to start a new stage from another stage's checkpoint"
             )
+
+    def restore_newest_readable(self, template: TrainState) -> tuple[TrainState, Any] | None:
+        """`restore` of the newest step that reads back; None when there is no checkpoint.
+
+        A step that fails to read is moved aside (`<step>.unreadable`) with a warning naming
+        it and the step tried next, so later saves of that step number work again. A
+        checkpoint of other trainables (`CheckpointMismatch`) is raised, not skipped. All
+        processes agree on the step used.
+        """
+        for step in sorted(self.all_steps(), reverse=True):
+            error = None
+            try:
+                restored = self.restore(template, step)
+            except CheckpointMismatch:
+                raise
+            except Exception as e:  # Orbax and TensorStore raise many kinds on damaged files
+                error = _first_line(e)
+            problems = [p for p in _allgather_json(error) if p is not None]
+            if not problems:
+                return restored
+            older = [s for s in self.all_steps() if s < step]
+            aside = self._move_aside(step)
+            _log.warning(
+                "checkpoint step %d in %s is unreadable (%s); moved it to %s and %s",
+                step,
+                self.directory,
+                problems[0],
+                aside,
+                f"trying step {older[-1]}" if older else "no older checkpoint is left: starting over",
+            )
+        return None
+
+    def _move_aside(self, step: int) -> str:
+        """Renames a step directory out of Orbax's sight (process 0; all processes wait)."""
+        source = os.path.join(self.directory, str(step))
+        target = f"{source}.unreadable"
+        if os.path.exists(target):
+            target = f"{target}-{time.time_ns()}"
+        if jax.process_index() == 0:
+            os.rename(source, target)
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices(f"checkpoint_moved_aside_{step}")
+        self._mgr.reload()
+        return target
 
     def wait(self) -> None:
         """Blocks until pending (async) saves are done."""
@@ -215,11 +284,20 @@ def read_params(
                 f"{directory}: no checkpoint{'' if step is None else f' for step {step}'} "
                 f"(have {list(mgr.all_steps())})"
             )
-        if target is None:
-            restore = ocp.args.StandardRestore()
-        else:
-            restore = ocp.args.StandardRestore({name: target(name, m) for name, m in _tree_metadata(mgr, step).items()})
-        params = mgr.restore(step, args=ocp.args.Composite(params=restore))["params"]
+        try:
+            if target is None:
+                restore = ocp.args.StandardRestore()
+            else:
+                metadata = _tree_metadata(mgr, step).items()
+                restore = ocp.args.StandardRestore({name: target(name, m) for name, m in metadata})
+            params = mgr.restore(step, args=ocp.args.Composite(params=restore))["params"]
+        except CheckpointError:
+            raise
+        except Exception as e:  # a damaged step: say which, and what else there is
+            raise CheckpointError(
+                f"{directory}: step {step} is unreadable ({_first_line(e)}); "
+                f"the directory has steps {list(mgr.all_steps())}; pick another step or repair the files"
+            ) from None
     finally:
         mgr.close()
     return step, dict(params)
@@ -242,10 +320,10 @@ def init_from(
     def target(name, meta):
         pool = "trainable" if name in state.trainable else ("frozen" if name in state.frozen else None)
         if pool is None:
-            raise ValueError(f"init_from {directory}: param {name!r} is not in this model")
+            raise CheckpointMismatch(f"init_from {directory}: param {name!r} is not in this model")
         ref = getattr(state, pool)[name]
         if tuple(meta.shape) != tuple(ref.shape):
-            raise ValueError(
+            raise CheckpointMismatch(
                 f"init_from {directory}: param {name!r} has shape "
                 f"{tuple(meta.shape)}, this model has {tuple(ref.shape)}"
             )

@@ -52,7 +52,8 @@ class TrainStep:
     The mutable part of the state (trainable, opt_state, step, rng) is donated: do not use
     the old state's trainables after a call. Frozen params are an input only (never donated,
     never copied). Metrics are replicated f32 scalars: loss (mean over answer tokens),
-    tokens, grad_norm, learning_rate (when a schedule is given).
+    tokens, grad_norm, nonfinite (1 when the loss or a gradient was NaN/Inf: that step left
+    trainables and optimizer state unchanged), learning_rate (when a schedule is given).
     """
 
     def __init__(
@@ -213,14 +214,18 @@ class TrainStep:
         grads = {k: (g / denom).astype(trainable[k].dtype) for k, g in grads.items()}
         updates, opt_state = self.optimizer.update(grads, mutable["opt_state"], trainable)
         rng, _ = jax.random.split(mutable["rng"])
-        metrics = {"loss": loss_sum / denom, "tokens": count, "grad_norm": optax.tree.norm(grads)}
+        loss, grad_norm = loss_sum / denom, optax.tree.norm(grads)
+        # A NaN/Inf loss or gradient leaves weights and optimizer state as they were; the host
+        # sees `nonfinite` whenever it reads the metrics and stops there (train/numeric_guard.py).
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        metrics = {"loss": loss, "tokens": count, "grad_norm": grad_norm, "nonfinite": (~finite).astype(jnp.float32)}
         if self.schedule is not None:
             metrics["learning_rate"] = jnp.asarray(self.schedule(mutable["step"]), jnp.float32)
         new = {
             "step": mutable["step"] + 1,
             "rng": rng,
-            "trainable": optax.apply_updates(trainable, updates),
-            "opt_state": opt_state,
+            "trainable": _keep_if(finite, optax.apply_updates(trainable, updates), trainable),
+            "opt_state": _keep_if(finite, opt_state, mutable["opt_state"]),
         }
         return new, metrics
 
@@ -277,6 +282,11 @@ class TrainStep:
         with shd.activate(self.mesh, self.rules):
             new, metrics = fn(self._mutable(state), state.frozen, arrays)
         return state.replace(**new), metrics
+
+
+def _keep_if(ok: jax.Array, new: Any, old: Any) -> Any:
+    """`new` where `ok`, else `old`, leaf by leaf."""
+    return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
 
 
 def _static_key(static: Mapping[str, np.ndarray]) -> Any:

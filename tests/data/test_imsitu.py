@@ -40,6 +40,7 @@ def _write(tmp_path, data):
 def test_maps_verbs_roles_and_counts(tmp_path, mapping):
     (tmp_path / "imgs").mkdir()
     (tmp_path / "imgs" / "arresting_1.jpg").write_bytes(b"")
+    (tmp_path / "imgs" / "shooting_7.jpg").write_bytes(b"")
     data = {
         "arresting_1.jpg": _situation(
             "arresting",
@@ -70,8 +71,20 @@ def test_maps_verbs_roles_and_counts(tmp_path, mapping):
     assert report.counts["roles_unmapped"] == 2  # handcuffs, target
     assert report.counts["roles_no_box"] == 1
     assert report.counts["boxes_clamped"] == 1
-    assert report.counts["images_missing"] == 1  # shooting_7.jpg
     assert report.counts["arguments"] == 3 and report.records == 2
+
+
+def test_missing_photo_is_a_bad_record(tmp_path, mapping):
+    # A visual example needs its photo: strict names it, lenient skips the image and counts it.
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "a.jpg").write_bytes(b"")
+    data = {n: _situation("arresting", {"agent": [1, 2, 3, 4]}) for n in ("a.jpg", "b.jpg")}
+    path = _write(tmp_path, data)
+    with pytest.raises(DataError, match=r"image 'b\.jpg': photo .*b\.jpg is missing"):
+        read_imsitu(path, mapping, images_dir=tmp_path / "imgs")
+    items, _, report = read_imsitu(path, mapping, images_dir=tmp_path / "imgs", lenient=True)
+    assert [i.image_id for i in items] == ["a"]
+    assert report.skipped == 1 and report.counts["images_missing"] == 1 and "b.jpg is missing" in report.problems[0]
 
 
 def test_keep_unmapped_as_negatives(tmp_path, mapping):

@@ -1,10 +1,13 @@
 """The curriculum loop end to end on the synthetic corpus: both stages train, checkpoint,
 hand weights from stage 1 to stage 2, log their metrics, and a longer rerun resumes instead of
-restarting."""
+restarting; a NaN loss stops the run naming the step and examples, with the skip report still
+printed."""
 
 import glob
 import math
 import os
+
+import pytest
 
 from configs import stage1
 from rmpl_jax.train.metrics_log import read_metrics
@@ -63,3 +66,30 @@ def test_two_stages_checkpoint_and_resume(tmp_path, capsys):
     assert [line["step"] for line in read_metrics(f"{workdir}/stage1")] == [1, 2, 3, 4]
     card = open(f"{workdir}/run.md").read()
     assert "| stage1 | 2 -> 4 (2) | 4 |" in card and "| stage2 | 2 -> 2 (0) | 2 |" in card
+
+
+def test_nan_stops_with_names_and_skips_are_reported(tmp_path, capsys):
+    # An absurd learning rate makes step 2's loss NaN; a 256-token bucket is too short for
+    # some synthetic sentences, which lenient mode skips. Both surface in the run's output.
+    from rmpl_jax.modes import train
+    from rmpl_jax.train.numeric_guard import NonFiniteLoss
+
+    c = small_config(stage1_steps=4)
+    c.stages = ("stage1",)
+    c.stage1.tasks = {"text_ee": 1.0}
+    c.stage1.learning_rate, c.stage1.warmup_steps = 1e30, 0
+    c.data.synthetic.train_docs, c.data.buckets, c.data.lenient = 6, (256,), True
+    c.model.demo.vocab_size = 1024
+    c.model.demo.text.update(hidden_size=64, intermediate_size=128, num_hidden_layers=1)
+    c.model.demo.text.update(num_attention_heads=2, num_key_value_heads=1)
+    c.checkpoint.every = 1
+    workdir = str(tmp_path)
+    with pytest.raises(NonFiniteLoss) as err:
+        train.run(c, workdir)
+    message = str(err.value)
+    assert message.startswith("stage1 step 2: loss nan") and "[text_ee:SYN_train_" in message
+    assert f"the last good checkpoint is step 1 in {workdir}/stage1/checkpoints" in message
+    assert steps_saved(f"{workdir}/stage1/checkpoints") == [1]
+    assert [line["step"] for line in read_metrics(f"{workdir}/stage1")] == [1]
+    out = capsys.readouterr().out
+    assert "text_ee: longer than the largest bucket (256 tokens)" in out.split("skipped ")[-1]

@@ -1,0 +1,138 @@
+"""Config checks that run before anything is read, built or compiled, so a mistake costs
+seconds and reads as one line naming the `--config.` key and the fix.
+
+Unknown keys given on the command line are refused when the flags are parsed (`main.py`);
+here: names inside settings (stages, task mixtures), the mesh against the devices, the
+batch against the mesh and processes, paths, and where a stage starts from.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import jax
+
+from rmpl_jax.io.errors import ConfigError
+from rmpl_jax.m2e2 import grammar
+from rmpl_jax.train import sharding as shd
+from rmpl_jax.train.checkpoint_dirs import find_checkpoints
+
+FROM_BASE = "base"  # init_from value: start the first stage from the base model on purpose
+STAGE_KEYS = ("tasks", "steps", "learning_rate", "warmup_steps")
+TRAIN_FILES = ("ace_path", "imsitu_path", "mnre_path", "imsitu_mapping")
+TRAIN_DIRS = ("imsitu_images", "mnre_images")
+
+
+def validate_train(config) -> str | None:
+    """Checks a train config; returns the checkpoints directory `init_from` names (None
+    when the first stage starts from the base model)."""
+    _check_stages(config)
+    _check_mesh_and_batch(config)
+    _check_paths(config.data, TRAIN_FILES, TRAIN_DIRS, prefix="data.")
+    if config.model.hf_dir:
+        _check_model_dir(config.model.hf_dir, "model.hf_dir")
+    # Image tasks on a text-only model are refused by `model_setup.check_tasks_fit` as soon as
+    # the model directory is known (the demo's is written by the run), still before any build.
+    return _init_from(config)
+
+
+def validate_predict(config) -> str | None:
+    """Checks a predict config; returns the checkpoints directory `checkpoint` names (None
+    when the model's own weights are used)."""
+    _check_paths(config, (), ("m2e2_dir", "images_dir"), prefix="")
+    if config.model.hf_dir:
+        _check_model_dir(config.model.hf_dir, "model.hf_dir")
+    if config.batch_size < 1:
+        raise ConfigError(f"--config.batch_size={config.batch_size}: must be at least 1")
+    _check_buckets(config.buckets, "buckets")
+    return find_checkpoints(config.checkpoint, "checkpoint") if config.checkpoint else None
+
+
+def _check_stages(config) -> None:
+    stages = tuple(config.stages)
+    if not stages:
+        raise ConfigError('--config.stages is empty; name the stages to run, e.g. \'("stage1", "stage2")\'')
+    for name in stages:
+        if name not in config or not all(k in config[name] for k in STAGE_KEYS):
+            raise ConfigError(
+                f"--config.stages names {name!r}, which is not a stage block of this config "
+                f"(a stage has {', '.join(STAGE_KEYS)}); known: {[k for k in config if _is_stage(config[k])]}"
+            )
+        stage = config[name]
+        unknown = [t for t in stage.tasks if t not in grammar.TASKS]
+        if unknown:
+            raise ConfigError(f"--config.{name}.tasks: unknown task(s) {unknown}; tasks are {list(grammar.TASKS)}")
+        weights = dict(stage.tasks)
+        if any(not isinstance(w, (int, float)) or w < 0 for w in weights.values()) or not any(weights.values()):
+            raise ConfigError(f"--config.{name}.tasks={weights}: weights must be >= 0 with at least one > 0")
+        if stage.steps < 1:
+            raise ConfigError(f"--config.{name}.steps={stage.steps}: must be at least 1")
+    _check_buckets(config.data.buckets, "data.buckets")
+    if config.checkpoint.every < 1 or config.checkpoint.keep < 1:
+        raise ConfigError(
+            f"--config.checkpoint.every={config.checkpoint.every} and --config.checkpoint.keep="
+            f"{config.checkpoint.keep} must both be at least 1"
+        )
+
+
+def _is_stage(value) -> bool:
+    return hasattr(value, "keys") and all(k in value for k in STAGE_KEYS)
+
+
+def _check_buckets(buckets, key: str) -> None:
+    if not buckets or any(not isinstance(b, int) or b < 1 for b in buckets):
+        raise ConfigError(f"--config.{key}={tuple(buckets)}: give positive token lengths, e.g. '(512, 1024)'")
+
+
+def _check_mesh_and_batch(config) -> None:
+    try:
+        mesh = shd.make_mesh(tuple(config.mesh_shape))
+    except ValueError as e:
+        raise ConfigError(f"--config.mesh_shape: {e}; -1 takes the devices the other axes leave") from None
+    data_axes = shd.normalize_rules(None, mesh)["batch"]
+    shards = math.prod(mesh.shape[a] for a in data_axes)
+    batch, accum, processes = config.data.batch_size, config.train.grad_accum, jax.process_count()
+    if batch < 1 or accum < 1:
+        raise ConfigError(f"--config.data.batch_size={batch} and --config.train.grad_accum={accum} must be >= 1")
+    need = math.lcm(shards * accum, processes)
+    if batch % need:
+        raise ConfigError(
+            f"--config.data.batch_size={batch}: the batch is split over the mesh's data axes "
+            f"{ {a: mesh.shape[a] for a in data_axes} }, {accum} gradient-accumulation steps and "
+            f"{processes} processes, so it must be a multiple of {need}"
+        )
+
+
+def _check_paths(block, files, dirs, *, prefix: str) -> None:
+    for key in files:
+        path = block[key]
+        if path and not os.path.isfile(path):
+            raise ConfigError(f"--config.{prefix}{key}={path}: no such file; check the path")
+    for key in dirs:
+        path = block[key]
+        if path and not os.path.isdir(path):
+            raise ConfigError(f"--config.{prefix}{key}={path}: no such directory; check the path")
+
+
+def _check_model_dir(path: str, key: str) -> None:
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        raise ConfigError(
+            f"--config.{key}={path}: no config.json there; give a Hugging Face model directory "
+            "(config.json, safetensors, tokenizer files) or a run's export/"
+        )
+
+
+def _init_from(config) -> str | None:
+    init_from = config.init_from
+    if init_from == FROM_BASE:
+        return None
+    if init_from:
+        return find_checkpoints(init_from, "init_from")
+    if config.stages[0] == "stage2":
+        raise ConfigError(
+            f"--config.stages starts with {config.stages[0]!r}, which continues a stage-1 run: set "
+            f"--config.init_from=W (that run's directory, a stage directory or a checkpoints directory), "
+            f"or --config.init_from={FROM_BASE} to start from the base model"
+        )
+    return None

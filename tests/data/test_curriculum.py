@@ -1,0 +1,90 @@
+"""Building a stage's tasks from real-format sources: MNRE with only some photos trains
+without mixing photo and text-only examples in a batch; unreadable photos and examples
+longer than the largest bucket are found before training, as errors or counted skips."""
+
+import pytest
+from PIL import Image
+
+from configs import stage1
+from rmpl_jax.data import pipeline
+from rmpl_jax.data.curriculum import real_sources, stage_tasks
+from rmpl_jax.data.featurize import Featurizer
+from rmpl_jax.io.read_report import DataError
+from rmpl_jax.io.skips import SkipRegistry
+from rmpl_jax.m2e2.boxes import codec_for
+from rmpl_jax.models.qwen2_vl.processor import QwenProcessor
+from tests.testing.tiny_tokenizer import save_tiny_processor_files, write_min_config
+
+SIDE = 56
+LINE = (
+    "{'token': ['Bill', 'Cosby', 'visits', 'Ohio'], 'h': {'name': 'Bill Cosby', 'pos': [0, 2]}, "
+    "'t': {'name': 'Ohio', 'pos': [3, 4]}, 'img_id': 'IMG', 'relation': '/per/loc/place_of_residence'}"
+)
+
+
+@pytest.fixture(scope="module")
+def featurizer(tmp_path_factory):
+    hf_dir = tmp_path_factory.mktemp("proc")
+    save_tiny_processor_files(hf_dir, min_pixels=SIDE * SIDE)
+    write_min_config(hf_dir)
+    return Featurizer(QwenProcessor.from_dir(hf_dir), SIDE)
+
+
+def _mnre(tmp_path, lenient):
+    photos = tmp_path / "photos"
+    photos.mkdir(exist_ok=True)
+    for name in ("a.jpg", "b.jpg"):
+        Image.effect_noise((40, 30), 30).convert("RGB").save(photos / name)
+    (photos / "broken.jpg").write_bytes((photos / "a.jpg").read_bytes()[:100])
+    names = ["a.jpg", "b.jpg", "broken.jpg", "absent.jpg", "a.jpg", "b.jpg"]
+    (tmp_path / "mnre.txt").write_text("\n".join(LINE.replace("IMG", n) for n in names) + "\n")
+    data = stage1.get_config().data
+    data.mnre_path, data.mnre_images, data.lenient = str(tmp_path / "mnre.txt"), str(photos), lenient
+    return data
+
+
+def _tasks(sources, featurizer, weights, max_tokens=4096, lenient=False, skips=None):
+    return stage_tasks(
+        weights,
+        sources,
+        codec_for("qwen2_5_vl"),
+        SIDE,
+        token_lengths=featurizer.token_lengths,
+        max_tokens=max_tokens,
+        lenient=lenient,
+        skips=skips if skips is not None else SkipRegistry(),
+    )
+
+
+def test_mnre_with_some_photos(tmp_path, featurizer):
+    with pytest.raises(DataError, match=r"broken\.jpg: unreadable image"):
+        real_sources(_mnre(tmp_path, lenient=False), SkipRegistry())
+    skips = SkipRegistry()
+    sources = real_sources(_mnre(tmp_path, lenient=True), skips)
+    assert [r.image is not None for r in sources.relations] == [True, True, False, False, True, True]
+    assert skips.counts() == {
+        f"{tmp_path / 'mnre.txt'}: photo missing, trained text-only": 1,
+        f"{tmp_path / 'mnre.txt'}: unreadable photo": 1,
+    }
+    tasks = _tasks(sources, featurizer, {"mnre": 3.0})  # the weight is shared 4:2
+    assert [(t.name, len(t.examples), t.weight) for t in tasks] == [("mnre", 4, 2.0), ("mnre (text only)", 2, 1.0)]
+    batches = pipeline.mixture(tasks, featurizer, batch_size=2, buckets=(4096,), pad_id=0, seed=1)
+    seen = set()
+    for batch, _ in zip(batches, range(8)):
+        names = {tasks[t].name for t in batch["task_index"].tolist()}
+        assert len(names) == 1 and ("pixel_values" in batch) == (names == {"mnre"})
+        seen |= names
+    assert seen == {"mnre", "mnre (text only)"}
+
+
+def test_too_long_found_before_training(tmp_path, featurizer):
+    sources = real_sources(_mnre(tmp_path, lenient=True), SkipRegistry())
+    lengths = [featurizer.token_lengths(t.examples) for t in _tasks(sources, featurizer, {"mnre": 1.0})]
+    cut = int(lengths[1].max())  # the text-only examples fit exactly; the photo ones are longer
+    assert lengths[0].min() > cut
+    with pytest.raises(DataError, match=rf"task mnre: 4 of 6 examples are longer than the largest bucket \({cut}"):
+        _tasks(sources, featurizer, {"mnre": 1.0}, max_tokens=cut)
+    skips = SkipRegistry()
+    tasks = _tasks(sources, featurizer, {"mnre": 1.0}, max_tokens=cut, lenient=True, skips=skips)
+    assert [(t.name, len(t.examples)) for t in tasks] == [("mnre", 2)]  # only text-only ones left: one source
+    assert skips.counts() == {f"mnre: longer than the largest bucket ({cut} tokens)": 4}

@@ -1,0 +1,61 @@
+"""Config validation before anything is built: each mistake is a ConfigError naming the
+`--config.` key and the fix."""
+
+import json
+
+import pytest
+
+from configs import predict_m2e2, stage1, stage2
+from rmpl_jax.io.errors import ConfigError
+from rmpl_jax.modes.validate import validate_predict, validate_train
+
+
+def test_defaults_pass():
+    assert validate_train(stage1.get_config()) is None
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c.update(stages=("stage1", "stage3")), "--config.stages names 'stage3'"),
+        (lambda c: c.stage1.update(tasks={"text_e": 1.0}), r"--config.stage1.tasks: unknown task\(s\) \['text_e'\]"),
+        (lambda c: setattr(c.stage1, "tasks", {"text_ee": 0.0}), "at least one > 0"),
+        (lambda c: c.stage1.update(steps=0), "--config.stage1.steps=0"),
+        (lambda c: c.data.update(buckets=()), "--config.data.buckets"),
+        (lambda c: c.update(mesh_shape=(2, 1, 1)), r"--config.mesh_shape: .*needs 2 devices, 1 are available"),
+        (lambda c: c.update(mesh_shape=(1, 1)), "--config.mesh_shape"),
+        (lambda c: c.train.update(grad_accum=3), r"--config.data.batch_size=8: .*a multiple of 3"),
+        (lambda c: c.data.update(ace_path="/no/such/ace.json"), r"--config.data.ace_path=/no/such/ace.json: no such"),
+        (lambda c: c.data.update(mnre_images="/no/such/dir"), "--config.data.mnre_images=/no/such/dir"),
+        (lambda c: c.model.update(hf_dir="/no/such/model"), "--config.model.hf_dir=/no/such/model: no config.json"),
+        (lambda c: c.update(init_from="/no/such/run"), "--config.init_from=/no/such/run: no such directory"),
+    ],
+)
+def test_train_mistakes(edit, message):
+    config = stage1.get_config()
+    edit(config)
+    with pytest.raises(ConfigError, match=message):
+        validate_train(config)
+
+
+def test_stage2_alone_needs_init_from(tmp_path):
+    config = stage2.get_config()
+    with pytest.raises(ConfigError, match="set --config.init_from=W .* or --config.init_from=base"):
+        validate_train(config)
+    config.init_from = "base"
+    assert validate_train(config) is None
+    (tmp_path / "config.json").write_text(json.dumps({"mode": "train", "stages": ["stage1"]}))
+    (tmp_path / "stage1" / "checkpoints" / "3").mkdir(parents=True)
+    config.init_from = str(tmp_path)  # a run directory: its last stage's checkpoints
+    assert validate_train(config) == str(tmp_path / "stage1" / "checkpoints")
+
+
+def test_predict_mistakes(tmp_path):
+    config = predict_m2e2.get_config()
+    assert validate_predict(config) is None
+    config.images_dir = str(tmp_path / "none")
+    with pytest.raises(ConfigError, match="--config.images_dir=.*none: no such directory"):
+        validate_predict(config)
+    config.images_dir, config.checkpoint = "", str(tmp_path)
+    with pytest.raises(ConfigError, match="--config.checkpoint=.*it holds no checkpoints"):
+        validate_predict(config)
