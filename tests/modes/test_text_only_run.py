@@ -27,6 +27,7 @@ def test_stage2_text_tasks_train_export_and_score(tmp_path, capsys):
     c.model.lora_rank, c.model.lora_alpha = 4, 8.0
     c.stage2.tasks.image_mention = c.stage2.tasks.image_argument = 0.0
     c.stage2.steps = 2
+    c.init_from = "base"  # stage 2 straight from the base model
     c.data.synthetic.train_docs, c.data.synthetic.heldout_docs = 8, 2
     c.data.buckets = (1024, 2048)
     c.data.batch_size = 2
