@@ -27,7 +27,27 @@ VISION_MODEL_TYPE = "clip_vision_model"
 SELECT_STRATEGIES = ("default", "full")
 # Fields of LlamaConfig that are run-time options rather than architecture.
 RUNTIME_FIELDS = ("dtype", "param_dtype", "fuse_qkv", "fuse_gate_up", "remat_policy", "attention_impl")
-_VISION_REQUIRED = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
+# transformers' defaults for keys a config.json may leave out (llava-hf's files rely on them)
+TEXT_DEFAULTS = {
+    "vocab_size": 32000,
+    "hidden_size": 4096,
+    "intermediate_size": 11008,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "rms_norm_eps": 1e-6,
+}
+VISION_DEFAULTS = {
+    "hidden_size": 768,
+    "intermediate_size": 3072,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "image_size": 224,
+    "patch_size": 32,
+    "num_channels": 3,
+    "layer_norm_eps": 1e-5,
+    "hidden_act": "quick_gelu",
+    "initializer_range": 0.02,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,21 +91,19 @@ class ClipVisionConfig:
         model_type = hf.get("model_type", VISION_MODEL_TYPE)
         if model_type != VISION_MODEL_TYPE:
             raise ValueError(f"{source}: vision_config.model_type {model_type!r} is not {VISION_MODEL_TYPE!r}")
-        missing = [k for k in _VISION_REQUIRED if hf.get(k) is None]
-        if missing:
-            raise KeyError(f"{source}: vision_config keys missing: {missing}")
+        hf = {**VISION_DEFAULTS, **{k: v for k, v in hf.items() if v is not None}}
         try:
             return cls(
                 hidden_size=int(hf["hidden_size"]),
                 intermediate_size=int(hf["intermediate_size"]),
                 num_layers=int(hf["num_hidden_layers"]),
                 num_heads=int(hf["num_attention_heads"]),
-                image_size=int(hf.get("image_size", 224)),
-                patch_size=int(hf.get("patch_size", 32)),
-                num_channels=int(hf.get("num_channels", 3)),
-                layer_norm_eps=float(hf.get("layer_norm_eps", 1e-5)),
-                hidden_act=str(hf.get("hidden_act", "quick_gelu")),
-                initializer_range=float(hf.get("initializer_range", 0.02)),
+                image_size=int(hf["image_size"]),
+                patch_size=int(hf["patch_size"]),
+                num_channels=int(hf["num_channels"]),
+                layer_norm_eps=float(hf["layer_norm_eps"]),
+                hidden_act=str(hf["hidden_act"]),
+                initializer_range=float(hf["initializer_range"]),
             )
         except ValueError as err:
             raise ValueError(f"{source}: {err}") from None
@@ -181,7 +199,7 @@ class LlavaConfig:
         for key in ("text_config", "vision_config"):
             if not isinstance(hf.get(key), dict):
                 raise KeyError(f"{source}: {key!r} missing or not an object")
-        text_hf = dict(hf["text_config"])
+        text_hf = {**TEXT_DEFAULTS, **{k: v for k, v in hf["text_config"].items() if v is not None}}
         text_hf.setdefault("model_type", "llama")
         if hf.get("tie_word_embeddings"):
             text_hf["tie_word_embeddings"] = True
