@@ -210,17 +210,21 @@ class LlavaConfig:
         vision = ClipVisionConfig.from_hf(hf["vision_config"], source=source)
         image_token = hf.get("image_token_id", hf.get("image_token_index", 32000))
         layer = hf.get("vision_feature_layer", -2)
-        return cls(
-            text=text,
-            vision=vision,
-            image_token_id=int(image_token),
-            feature_layers=_feature_layers(layer, vision.num_layers, source),
-            select_strategy=str(hf.get("vision_feature_select_strategy", "default")),
-            projector_hidden_act=str(hf.get("projector_hidden_act", "gelu")),
-            projector_bias=bool(hf.get("multimodal_projector_bias", True)),
-            feature_layer_is_list=isinstance(layer, (list, tuple)),
-            hf_config=copy.deepcopy(hf),
-        )
+        feature_layers = _feature_layers(layer, vision.num_layers, source)
+        try:
+            return cls(
+                text=text,
+                vision=vision,
+                image_token_id=int(image_token),
+                feature_layers=feature_layers,
+                select_strategy=str(hf.get("vision_feature_select_strategy", "default")),
+                projector_hidden_act=str(hf.get("projector_hidden_act", "gelu")),
+                projector_bias=bool(hf.get("multimodal_projector_bias", True)),
+                feature_layer_is_list=isinstance(layer, (list, tuple)),
+                hf_config=copy.deepcopy(hf),
+            )
+        except ValueError as err:
+            raise ValueError(f"{source}: {err}") from None
 
     @classmethod
     def from_dir(cls, hf_dir: str | Path, **options) -> LlavaConfig:
