@@ -136,7 +136,6 @@ class LlavaConfig:
     select_strategy: str = "default"
     projector_hidden_act: str = "gelu"
     projector_bias: bool = True
-    feature_layer_is_list: bool = False
     hf_config: dict | None = dataclasses.field(default=None, compare=False, hash=False, repr=False)
 
     model_type = MODEL_TYPE
@@ -220,7 +219,6 @@ class LlavaConfig:
                 select_strategy=str(hf.get("vision_feature_select_strategy", "default")),
                 projector_hidden_act=str(hf.get("projector_hidden_act", "gelu")),
                 projector_bias=bool(hf.get("multimodal_projector_bias", True)),
-                feature_layer_is_list=isinstance(layer, (list, tuple)),
                 hf_config=copy.deepcopy(hf),
             )
         except ValueError as err:
