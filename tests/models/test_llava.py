@@ -85,10 +85,10 @@ def test_logits_match_transformers(tiny, variant, photos):
 
 
 def test_cache_forward_with_photo_equals_full_forward(tiny):
-    hf_dir, _ = tiny["full_two_layers"]
+    hf_dir, torch_model = tiny["full_two_layers"]
     model = LV.load_hf(hf_dir)
     ids, mask, positions, pixels = _batch(model.config.tokens_per_image, (1, 1), seed=2, length=40)
-    full = np.asarray(model(jnp.asarray(ids), attention_mask=jnp.asarray(mask), pixel_values=jnp.asarray(pixels)))
+    full = _torch_logits(torch_model, ids, mask, positions, pixels)  # the full forward, as transformers gives it
     features = get_family("llava").image_features(model, jnp.asarray(pixels))
     features = jnp.pad(features, ((0, 5), (0, 0)))  # the decoder pads features to a multiple
     cache = model.init_cache(2, 48, jnp.float32)
