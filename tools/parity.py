@@ -10,9 +10,10 @@ argmax_agreement (over non-padding positions), model_type, dtype, n_images, shap
 
 DIR may hold only config.json + safetensors: then the token ids are random (with the
 image-token runs inserted where the images go) and the image processor uses the family's
-default settings. With tokenizer files the prompts go through the chat template. A text-only
-model gets the position ids transformers' `generate` gives a padded batch (the count of real
-tokens before each), as our model does by default.
+default settings. With tokenizer files the prompts go through the chat template. A model with
+1-D positions (`llama`, `llava`) gets the position ids transformers' `generate` gives a padded
+batch (the count of real tokens before each), as our model does by default. LLaVA images are
+padded to squares and resized to the tower's side; `--images 0` checks its text path.
 
 The accelerator machine may lack torch: `--save-reference FILE.npz` runs only transformers
 (here) and stores inputs and logits; `--reference FILE.npz` runs only our model on those
@@ -39,6 +40,9 @@ from PIL import Image
 
 from rmpl_jax.models.family import family_for_dir
 from rmpl_jax.models.llama.processor import TextProcessor
+from rmpl_jax.models.llava.config import LlavaConfig
+from rmpl_jax.models.llava.processor import IMAGE_TOKEN as LLAVA_IMAGE_TOKEN
+from rmpl_jax.models.llava.processor import LlavaProcessor, image_processor, pixel_values
 from rmpl_jax.models.qwen2_vl.processor import IMAGE_TOKEN, QwenProcessor
 
 _REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -50,6 +54,7 @@ HF_CLASSES = {
     "qwen2_vl": "Qwen2VLForConditionalGeneration",
     "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
     "llama": "LlamaForCausalLM",
+    "llava": "LlavaForConditionalGeneration",
 }
 SENTENCES = ["Police arrested the protesters near the parliament building on Monday.", "Troops fired at the convoy."]
 _INPUT_KEYS = ("input_ids", "attention_mask", "pixel_values", "image_grid_thw")
@@ -161,10 +166,52 @@ def text_inputs(
     return out
 
 
+def llava_inputs(
+    hf_dir: pathlib.Path, config: dict, n_images: int, *, seed: int, padding_side: str, max_pixels: int | None
+) -> dict[str, Any]:
+    """Batch of two for LLaVA: chat prompts (each image an expanded `<image>`) when DIR has
+    a tokenizer, otherwise random ids with one run of image tokens per image; pixels padded
+    to a square and resized to the tower's side; positions as generate gives them."""
+    cfg = LlavaConfig.from_dir(hf_dir)
+    images = synthetic_images(n_images, seed)
+    per_row = _split_images(n_images)
+    if any((hf_dir / name).is_file() for name in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")):
+        proc = LlavaProcessor.from_dir(hf_dir)
+        texts = []
+        for row, n in enumerate(per_row):
+            content = [{"type": "image"}] * n + [{"type": "text", "text": SENTENCES[row]}]
+            texts.append(proc.apply_chat_template([{"role": "user", "content": content}]))
+        out: dict[str, Any] = dict(proc(texts, images or None, padding=True, padding_side=padding_side))
+        assert sum(t.count(LLAVA_IMAGE_TOKEN) for t in texts) == n_images
+        out["tokenizer"] = True
+    else:
+        rng = np.random.default_rng(seed)
+        high = min(cfg.vocab_size, cfg.image_token_id) if cfg.image_token_id > 2 else cfg.vocab_size
+        rows = []
+        for row, n in enumerate(per_row):
+            pieces = [rng.integers(1, high, size=5 + 4 * (1 - row))]
+            for _ in range(n):
+                pieces += [np.full(cfg.tokens_per_image, cfg.image_token_id), rng.integers(1, high, size=3)]
+            rows.append(np.concatenate([np.asarray(p, np.int64) for p in pieces]))
+        width = max(len(r) for r in rows)
+        ids = np.full((2, width), int(config["text_config"].get("pad_token_id") or 0), np.int64)
+        mask = np.zeros((2, width), np.int64)
+        for i, r in enumerate(rows):
+            sl = slice(width - len(r), width) if padding_side == "left" else slice(0, len(r))
+            ids[i, sl], mask[i, sl] = r, 1
+        out = {"input_ids": ids, "attention_mask": mask, "tokenizer": False}
+        if images:
+            out["pixel_values"] = pixel_values(image_processor(hf_dir, cfg), images)
+    mask = out["attention_mask"]
+    out["position_ids"] = ((np.cumsum(mask, axis=1) - 1) * mask).astype(np.int64)
+    return out
+
+
 INPUT_BUILDERS: dict[str, Callable[..., dict[str, Any]]] = {
     "qwen2_vl": qwen_inputs,
     "qwen2_5_vl": qwen_inputs,
     "llama": text_inputs,
+    "llava": llava_inputs,
 }
 
 
@@ -190,7 +237,8 @@ def hf_logits(hf_dir: pathlib.Path, model_type: str, inputs: dict[str, Any], dty
         kw["position_ids"] = torch.from_numpy(inputs["position_ids"])
     if inputs.get("pixel_values") is not None:
         kw["pixel_values"] = torch.from_numpy(inputs["pixel_values"]).to(torch_dtype)
-        kw["image_grid_thw"] = torch.from_numpy(inputs["image_grid_thw"])
+        if inputs.get("image_grid_thw") is not None:  # Qwen's image layout
+            kw["image_grid_thw"] = torch.from_numpy(inputs["image_grid_thw"])
         if "mm_token_type_ids" in accepted and inputs.get("mm_token_type_ids") is not None:
             kw["mm_token_type_ids"] = torch.from_numpy(inputs["mm_token_type_ids"])
     with torch.no_grad():
@@ -316,10 +364,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         ref = hf_logits(hf_dir, model_type, inputs, args.dtype, args.hf_attn)
 
     grid = inputs.get("image_grid_thw")
+    pixels = inputs.get("pixel_values")
+    if grid is not None:
+        n_images = int(np.asarray(grid).shape[0])
+    else:  # one [C, S, S] square per image (LLaVA)
+        n_images = 0 if pixels is None else int(np.asarray(pixels).shape[0])
     result: dict[str, Any] = {
         "model_type": model_type,
         "dtype": args.dtype,
-        "n_images": 0 if grid is None else int(np.asarray(grid).shape[0]),
+        "n_images": n_images,
         "tokenizer": tokenizer_used,
         "input_ids_shape": list(inputs["input_ids"].shape),
         "pixel_values_shape": None if inputs.get("pixel_values") is None else list(inputs["pixel_values"].shape),

@@ -24,6 +24,7 @@ from flax import nnx
 from rmpl_jax.m2e2.boxes import BoxCodec
 from rmpl_jax.models.layers import KVCache
 from rmpl_jax.models.llama.family import LLAMA
+from rmpl_jax.models.llava.family import LLAVA
 from rmpl_jax.models.qwen2_vl.demo import write_demo_model_dir
 from rmpl_jax.models.qwen2_vl.family import QWEN2_VL
 
@@ -156,6 +157,7 @@ FAMILIES: dict[str, ModelFamily] = {
     "qwen2_vl": QWEN2_VL,
     "qwen2_5_vl": QWEN2_VL,
     "llama": LLAMA,
+    "llava": LLAVA,
 }
 
 

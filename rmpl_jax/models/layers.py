@@ -1,5 +1,5 @@
 """Building blocks shared by the model families: parameters with logical axes, a LoRA-aware
-Linear (optionally fused and stacked), RMSNorm, embeddings, SwiGLU MLP, rotary helpers,
+Linear (optionally fused and stacked), RMSNorm and LayerNorm, embeddings, HF activations, SwiGLU MLP, rotary helpers,
 attention through `jax.nn.dot_product_attention`, and a static KV cache for decoding.
 
 Conventions
@@ -200,6 +200,25 @@ class RMSNorm(nnx.Module):
         return self.scale[...].astype(self.dtype) * normed.astype(self.dtype)
 
 
+class LayerNorm(nnx.Module):
+    """HF LayerNorm with weight and bias: statistics in float32, result in the input's dtype.
+    `stack=L` gives both parameters a leading 'layers' axis (as `RMSNorm`)."""
+
+    def __init__(self, dim: int, *, eps: float, stack: int | None = None, param_dtype=jnp.float32):
+        shape, names = ((dim,), ("norm",)) if stack is None else ((stack, dim), ("layers", "norm"))
+        self.scale = make_param(jnp.ones(shape, param_dtype), names)
+        self.bias = make_param(jnp.zeros(shape, param_dtype), names)
+        self.eps = eps
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        xf = x.astype(jnp.float32)
+        mean = xf.mean(-1, keepdims=True)
+        var = jnp.square(xf - mean).mean(-1, keepdims=True)
+        y = (xf - mean) * jax.lax.rsqrt(var + self.eps)
+        y = y * self.scale[...].astype(jnp.float32) + self.bias[...].astype(jnp.float32)
+        return y.astype(x.dtype)
+
+
 class Embed(nnx.Module):
     """Token embedding table [vocab, embed]; `attend` is the tied output projection."""
 
@@ -262,6 +281,17 @@ class SwiGLU(nnx.Module):
         else:
             gate, up = self.gate_proj(x), self.up_proj(x)
         return self.down_proj(jax.nn.silu(gate) * up)
+
+
+# -- activations ----------------------------------------------------------------------------------
+# HF `hidden_act` names: QuickGELU (CLIP, Qwen2-VL's tower), exact and tanh GELU, SiLU.
+ACTIVATIONS = {
+    "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x),
+    "silu": jax.nn.silu,
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+    "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+    "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
+}
 
 
 # -- rotary -------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from tests.testing.tiny_tokenizer import make_tiny_tokenizer, save_tiny_processo
 
 
 def test_registered_families_implement_the_interface():
-    assert {"qwen2_vl", "qwen2_5_vl", "llama"} <= set(F.FAMILIES)
+    assert {"qwen2_vl", "qwen2_5_vl", "llama", "llava"} <= set(F.FAMILIES)
     for model_type, family in F.FAMILIES.items():
         assert isinstance(family, F.ModelFamily), model_type
         assert family.default_lora_targets and isinstance(family.static_batch_keys, tuple)

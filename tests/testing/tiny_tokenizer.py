@@ -38,8 +38,9 @@ def _byte_symbols() -> list[str]:
     return [symbols[b] for b in range(256)]
 
 
-def make_tiny_tokenizer():
-    """A transformers Qwen2Tokenizer with the vocabulary above."""
+def make_tiny_tokenizer(extra_special: dict[str, int] | None = None):
+    """A transformers Qwen2Tokenizer with the vocabulary above; `extra_special` adds special
+    tokens at given ids (in the vocabulary itself, so they survive a save and reload)."""
     from tokenizers import AddedToken
     from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
 
@@ -51,9 +52,10 @@ def make_tiny_tokenizer():
                 merges.append((a, b))
                 vocab[a + b] = len(vocab)
     assert len(vocab) <= min(SPECIAL_IDS.values()), len(vocab)
-    vocab.update(SPECIAL_IDS)
+    specials = {**SPECIAL_IDS, **(extra_special or {})}
+    vocab.update(specials)
     tok = Qwen2Tokenizer(vocab=vocab, merges=merges)
-    tok.add_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_IDS])
+    tok.add_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
     return tok
 
 

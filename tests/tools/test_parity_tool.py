@@ -12,6 +12,7 @@ pytest.importorskip("transformers")
 
 from tests.testing.hf_tiny import make_tiny_qwen
 from tests.testing.hf_tiny_llama import make_tiny_llama, tiny_llama_chat_dir
+from tests.testing.hf_tiny_llava import make_tiny_llava, tiny_llava_chat_dir
 from tests.testing.tiny_tokenizer import save_tiny_processor_files
 from tools import parity
 
@@ -76,7 +77,21 @@ def test_llama_text_batch(tmp_path, tokenizer):
         parity.main(["--hf-dir", str(hf_dir), "--images", "1"])
 
 
+def test_llava_without_tokenizer(tmp_path):
+    """A photo in each row of the padded batch (text only and one photo: tests/models/test_llava.py)."""
+    hf_dir, _ = make_tiny_llava(tmp_path, "full_two_layers")
+    result = parity.main(["--hf-dir", str(hf_dir), "--images", "2"])
+    assert result["model_type"] == "llava" and result["image_grid_thw"] is None
+    _check(result, 2, tokenizer=False)
+    assert result["pixel_values_shape"] == [2, 3, 28, 28]
+
+
+def test_llava_chat_prompts(tmp_path):
+    result = parity.main(["--hf-dir", str(tiny_llava_chat_dir(tmp_path, "tied_no_bias")), "--images", "2"])
+    _check(result, 2, tokenizer=True)
+
+
 def test_unknown_model_type(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llava"}))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "mllama"}))
     with pytest.raises(KeyError, match="no parity input builder"):
         parity.main(["--hf-dir", str(tmp_path)])

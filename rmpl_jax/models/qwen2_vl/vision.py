@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from rmpl_jax.models.layers import Linear, RMSNorm, make_param
+from rmpl_jax.models.layers import LayerNorm, Linear, RMSNorm
 from rmpl_jax.models.qwen2_vl.vision_config import ACTIVATIONS, VisionConfig
 from rmpl_jax.models.qwen2_vl.vision_index import (
     Packing,
@@ -44,25 +44,6 @@ from rmpl_jax.models.qwen2_vl.vision_index import (
 )
 
 # ------------------------------------------------------------------------------ layers
-
-
-class LayerNorm(nnx.Module):
-    """HF LayerNorm with weight and bias: statistics in float32, result in the input's dtype.
-    `stack=L` gives both parameters a leading 'layers' axis (as `common.RMSNorm`)."""
-
-    def __init__(self, dim: int, *, eps: float, stack: int | None = None, param_dtype=jnp.float32):
-        shape, names = ((dim,), ("norm",)) if stack is None else ((stack, dim), ("layers", "norm"))
-        self.scale = make_param(jnp.ones(shape, param_dtype), names)
-        self.bias = make_param(jnp.zeros(shape, param_dtype), names)
-        self.eps = eps
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        xf = x.astype(jnp.float32)
-        mean = xf.mean(-1, keepdims=True)
-        var = jnp.square(xf - mean).mean(-1, keepdims=True)
-        y = (xf - mean) * jax.lax.rsqrt(var + self.eps)
-        y = y * self.scale[...].astype(jnp.float32) + self.bias[...].astype(jnp.float32)
-        return y.astype(x.dtype)
 
 
 def _norm(config: VisionConfig, *, stack: int | None, dtype, param_dtype) -> nnx.Module:

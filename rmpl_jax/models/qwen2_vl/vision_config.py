@@ -6,17 +6,11 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-import jax
 import numpy as np
 
-VARIANTS = ("qwen2_vl", "qwen2_5_vl")
+from rmpl_jax.models.layers import ACTIVATIONS
 
-ACTIVATIONS = {
-    "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x),
-    "silu": jax.nn.silu,
-    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
-    "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
-}
+VARIANTS = ("qwen2_vl", "qwen2_5_vl")
 
 
 def _as_int(value: Any, key: str) -> int:
