@@ -83,6 +83,9 @@ def get_config():
     c.stage2.warmup_steps = 10
 
     c.train = ml_collections.ConfigDict(dict(grad_accum=1, loss_chunk=512, weight_decay=0.0))
+    # The LM head runs only at answer positions (up to the data's longest answer, gathered
+    # before the vocabulary projection); False projects every position.
+    c.train.head_at_targets = True
     c.train.log_every = 1  # W/<stage>/metrics.jsonl and TensorBoard events every N steps
     c.mesh_shape = (-1, 1, 1)  # (data, fsdp, tensor)
     c.checkpoint = ml_collections.ConfigDict(dict(every=100, keep=2))

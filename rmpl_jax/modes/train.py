@@ -38,6 +38,7 @@ from rmpl_jax.modes.validate import validate_train
 from rmpl_jax.train import checkpoint, distributed
 from rmpl_jax.train import sharding as shd
 from rmpl_jax.train.export import export_model
+from rmpl_jax.train.loss import target_budget
 from rmpl_jax.train.metrics_log import MetricsLog
 from rmpl_jax.train.numeric_guard import NumericGuard
 from rmpl_jax.train.optimizer import make_optimizer
@@ -103,6 +104,15 @@ def _example_names(batch: dict, sources: list[pipeline.TaskSource]) -> list[str]
     return [f"{sources[t].name}:{sources[t].examples[i].item_id}" for t, i in zip(tasks.tolist(), indices.tolist())]
 
 
+def answer_budget(featurize: Featurizer, sources: list[pipeline.TaskSource]) -> int:
+    """Answer positions per row the step gathers for the LM head: the stage's longest answer
+    (measured on every example, so all processes agree), rounded up."""
+    longest = max((int(featurize.target_lengths(s.examples).max(initial=1)) for s in sources), default=1)
+    budget = target_budget(longest)
+    print(f"  LM head at answer positions: longest answer {longest} tokens, {budget} per row")
+    return budget
+
+
 def train_stage(run: Run, name: str, init_from: str | None):
     """Trains one stage; returns (model with the trained weights, checkpoint directory)."""
     config, stage = run.config, run.config[name]
@@ -144,6 +154,7 @@ def train_stage(run: Run, name: str, init_from: str | None):
     )
     for source in sources:
         print(f"  task {source.name}: {len(source.examples)} examples, weight {source.weight}")
+    max_targets = answer_budget(featurize, sources) if config.train.head_at_targets else None
     iterator = iter(
         pipeline.mixture(
             sources,
@@ -168,6 +179,7 @@ def train_stage(run: Run, name: str, init_from: str | None):
         lr_schedule=schedule,
         grad_accum_steps=config.train.grad_accum,
         loss_chunk_size=config.train.loss_chunk,
+        max_targets=max_targets,
         batch_logical_axes=run.family.batch_logical_axes,
         static_keys=run.family.static_batch_keys,
     )
