@@ -107,7 +107,7 @@ def gather_targets(
       counted positions beyond `k` (0 when `k` covers every answer; they are left out of the
       loss, so the step reports it).
     """
-    b, t, _ = hidden.shape
+    t = hidden.shape[1]
     if k <= 0:
         raise ValueError(f"gather_targets: k must be positive, got {k}")
     k = min(int(k), t)
