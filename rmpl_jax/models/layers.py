@@ -317,9 +317,15 @@ def causal_padding_mask(attention_mask: jax.Array | None, q_len: int, kv_len: in
 def attention(q, k, v, *, mask=None, is_causal: bool = False, implementation: str | None = None):
     """Grouped-query attention, [B, T, N, H] x [B, S, K, H] -> [B, T, N, H].
 
-    `mask` [B, 1, T, S] bool; is_causal adds the causal triangle without a materialised mask.
+    `mask`: a [B, 1, T, S] bool mask, or int [B] key lengths of a right-padded batch (causal
+    attention over the first n keys: no [B, 1, T, S] mask is built; cuDNN takes the lengths
+    natively). is_causal adds the causal triangle without a materialised mask.
     `implementation` is passed to `jax.nn.dot_product_attention` (None = XLA, 'cudnn' on GPU).
     """
+    if mask is not None and mask.ndim == 1:
+        return jax.nn.dot_product_attention(
+            q, k, v, is_causal=True, key_value_seq_lengths=mask.astype(jnp.int32), implementation=implementation
+        )
     return jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=is_causal, implementation=implementation)
 
 

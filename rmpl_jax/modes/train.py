@@ -32,7 +32,14 @@ from rmpl_jax.io.skips import SkipRegistry
 from rmpl_jax.m2e2 import render
 from rmpl_jax.models import lora
 from rmpl_jax.models.family import ModelFamily, Processor, write_demo_model
-from rmpl_jax.modes.model_setup import check_tasks_fit, family_and_config, global_batch, lora_targets
+from rmpl_jax.modes.model_setup import (
+    check_tasks_fit,
+    family_and_config,
+    global_batch,
+    lora_targets,
+    mesh_shape,
+    model_options,
+)
 from rmpl_jax.modes.run_outputs import finish_run, note_heldout, stage_summary, start_card
 from rmpl_jax.modes.validate import validate_train
 from rmpl_jax.train import checkpoint, distributed
@@ -88,10 +95,11 @@ def demo_model_dir(config, workdir: str, sources: Sources) -> str:
 def build_model(run: Run):
     """The stage's model: HF weights (+ LoRA adapters) or the randomly initialised demo."""
     cfg = run.config.model
-    family, model_config = family_and_config(run.hf_dir, remat_policy=cfg.remat or None)
+    options = model_options(cfg, pretrained=not run.from_scratch)
+    family, model_config = family_and_config(run.hf_dir, **options)
     if run.from_scratch:
         return family.build(model_config, dtype=cfg.dtype, rngs=nnx.Rngs(run.config.seed))
-    model = family.load_hf(run.hf_dir, dtype=cfg.dtype, remat_policy=cfg.remat or None)
+    model = family.load_hf(run.hf_dir, dtype=cfg.dtype, **options)
     if cfg.lora_rank > 0:
         targets = lora_targets(cfg.lora_targets, family)
         lora.apply_lora(model, cfg.lora_rank, cfg.lora_alpha, targets, rngs=nnx.Rngs(run.config.seed))
@@ -271,7 +279,7 @@ def _run(config, workdir: str, init_from: str | None, skips: SkipRegistry) -> di
         raise ConfigError(f"--config.model.hf_dir={hf_dir}: training needs tokenizer files in the model directory")
     config_json = resolved.to_json_best_effort(indent=1, sort_keys=True)
     card = start_card(config, config_json, workdir, hf_dir, model_config.model_type, sources, heldout)
-    mesh = shd.make_mesh(tuple(config.mesh_shape))
+    mesh = shd.make_mesh(mesh_shape(config))
     print(distributed.describe(mesh))
     run_ = Run(
         config,

@@ -5,7 +5,7 @@ the forward and backward pass with the chunked loss, accumulates microbatches an
 the optimizer; the mutable part of the state is donated.
 
 Batch contract: a dict of arrays with `input_ids` [B, T] and `loss_mask` [B, T] (nonzero on
-answer tokens); every other key is passed to `model.hidden_states(**inputs)` along with
+answer tokens), right-padded (`attention_mask` 1 on each row's first tokens); every other key is passed to `model.hidden_states(**inputs)` along with
 `input_ids`. The loss is the mean token cross-entropy over all answer tokens of the global
 batch (sum / count, so gradient accumulation and sharding do not change it).
 
@@ -176,7 +176,8 @@ class TrainStep:
     def _loss(self, trainable: Flat, frozen: Flat, mb: Mapping[str, jax.Array], static: Mapping[str, np.ndarray]):
         model = self.layout.merge(_cast(trainable, self.compute_dtype), frozen)
         inputs = {k: v for k, v in {**mb, **static}.items() if k != self.mask_key and k not in self.exclude}
-        hidden = model.hidden_states(**inputs)
+        # Training batches are right-padded: causal attention over key lengths, no [B,1,T,T] mask.
+        hidden = model.hidden_states(**inputs, right_padded=True)
         targets, mask = loss_lib.next_token_targets(mb[self.input_key], mb[self.mask_key])
         if self.max_targets is None:
             return loss_lib.chunked_cross_entropy(hidden, model.logits_from_hidden, targets, mask, self.chunk)
