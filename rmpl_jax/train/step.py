@@ -5,9 +5,10 @@ the forward and backward pass with the chunked loss, accumulates microbatches an
 the optimizer; the mutable part of the state is donated.
 
 Batch contract: a dict of arrays with `input_ids` [B, T] and `loss_mask` [B, T] (nonzero on
-answer tokens), right-padded (`attention_mask` 1 on each row's first tokens); every other key is passed to `model.hidden_states(**inputs)` along with
-`input_ids`. The loss is the mean token cross-entropy over all answer tokens of the global
-batch (sum / count, so gradient accumulation and sharding do not change it).
+answer tokens), right-padded (`attention_mask` 1 on each row's first tokens); every other
+key is passed to `model.hidden_states(**inputs, right_padded=True)` along with `input_ids`.
+The loss is the mean token cross-entropy over all answer tokens of the global batch
+(sum / count, so gradient accumulation and sharding do not change it).
 
     layout, trainable, frozen = split_model(model, cfg.trainable_regex)
     tx, schedule = make_optimizer(cfg.lr, warmup_steps=..., total_steps=...)
