@@ -112,6 +112,22 @@ def _example_names(batch: dict, sources: list[pipeline.TaskSource]) -> list[str]
     return [f"{sources[t].name}:{sources[t].examples[i].item_id}" for t, i in zip(tasks.tolist(), indices.tolist())]
 
 
+def stage_train_step(config, family: ModelFamily, layout, tx, mesh, state, schedule, max_targets):
+    """The stage's train step as a run builds it (also what `tools/aot_memory.py` compiles)."""
+    return make_train_step(
+        layout,
+        tx,
+        mesh,
+        state,
+        lr_schedule=schedule,
+        grad_accum_steps=config.train.grad_accum,
+        loss_chunk_size=config.train.loss_chunk,
+        max_targets=max_targets,
+        batch_logical_axes=family.batch_logical_axes,
+        static_keys=family.static_batch_keys,
+    )
+
+
 def answer_budget(featurize: Featurizer, sources: list[pipeline.TaskSource]) -> int:
     """Answer positions per row the step gathers for the LM head: the stage's longest answer
     (measured on every example, so all processes agree), rounded up."""
@@ -179,18 +195,7 @@ def train_stage(run: Run, name: str, init_from: str | None):
     if data_state is not None:
         iterator.set_state(data_state)
 
-    step = make_train_step(
-        layout,
-        tx,
-        run.mesh,
-        state,
-        lr_schedule=schedule,
-        grad_accum_steps=config.train.grad_accum,
-        loss_chunk_size=config.train.loss_chunk,
-        max_targets=max_targets,
-        batch_logical_axes=run.family.batch_logical_axes,
-        static_keys=run.family.static_batch_keys,
-    )
+    step = stage_train_step(config, run.family, layout, tx, run.mesh, state, schedule, max_targets)
     start = int(state.step)
     compile_s = None
     if start < stage.steps:
