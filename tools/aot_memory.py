@@ -29,6 +29,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:  # `configs` (the run configs this tool builds from) lives at the repo root
+    sys.path.insert(0, REPO)
 if __name__ == "__main__":  # host devices must be asked for before JAX starts
     _topo = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--topology=")), None)
     if _topo is None and "--topology" in sys.argv[:-1]:

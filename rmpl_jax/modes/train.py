@@ -99,7 +99,8 @@ def build_model(run: Run):
     family, model_config = family_and_config(run.hf_dir, **options)
     if run.from_scratch:
         return family.build(model_config, dtype=cfg.dtype, rngs=nnx.Rngs(run.config.seed))
-    model = family.load_hf(run.hf_dir, dtype=cfg.dtype, **options)
+    # Each weight goes straight to its shards on the mesh (no full copy on one device).
+    model = family.load_hf(run.hf_dir, dtype=cfg.dtype, shardings=shd.variable_sharding(run.mesh), **options)
     if cfg.lora_rank > 0:
         targets = lora_targets(cfg.lora_targets, family)
         lora.apply_lora(model, cfg.lora_rank, cfg.lora_alpha, targets, rngs=nnx.Rngs(run.config.seed))
@@ -151,6 +152,9 @@ def train_stage(run: Run, name: str, init_from: str | None):
         weight_decay=config.train.weight_decay,
     )
     state = create_train_state(layout, trainable, frozen, tx, run.mesh, seed=config.seed)
+    # The state holds the weights now (frozen ones are the loaded arrays, not copies); the
+    # model's own references would keep a second set alive through the stage.
+    del model, trainable, frozen
     ckpt_dir = os.path.join(run.workdir, name, "checkpoints")
     manager = checkpoint.CheckpointManager(
         ckpt_dir, max_to_keep=config.checkpoint.keep, save_interval_steps=config.checkpoint.every
@@ -302,6 +306,7 @@ def _run(config, workdir: str, init_from: str | None, skips: SkipRegistry) -> di
 
     model = None
     for name in config.stages:
+        model = None  # the previous stage's weights live on in its checkpoint, not in memory
         model, init_from = train_stage(run_, name, init_from)
     if model is not None and config.export:
         export_model(model, hf_dir, workdir)
