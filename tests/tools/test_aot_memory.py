@@ -15,11 +15,11 @@ FIELDS = ("argument_bytes", "output_bytes", "temp_bytes", "alias_bytes", "total_
 def records():
     out = run_json("aot_worker.py", devices=8, timeout=400)
     assert out["printed"] == out["records"]  # one JSON line per compiled program
-    return {(r["step"], r.get("max_targets", "-")): r for r in out["records"]}
+    return {r["step"]: r for r in out["records"]}
 
 
 def test_train_and_decode_records(records):
-    train, decode = records[("train", 64)], records[("decode", "-")]
+    train, decode = records["train"], records["decode"]
     for record in (train, decode):
         assert all(isinstance(record[f], (int, float)) and record[f] >= 0 for f in FIELDS), record
         parts = record["argument_bytes"] + record["output_bytes"] + record["temp_bytes"] - record["alias_bytes"]
@@ -27,10 +27,5 @@ def test_train_and_decode_records(records):
         assert record["devices"] == 8 and record["mesh"] == {"data": 1, "fsdp": 8, "tensor": 1}
     # The defaults of an HF run: remat on, adapters donated (aliased), 16-row answer budget rounded to 64.
     assert train["remat"] == "full" and train["alias_bytes"] > 0 and train["global_batch"] == 8
+    assert train["max_targets"] == 64
     assert decode["batch"] == 8 and decode["new_tokens"] == 4
-
-
-def test_head_at_answer_positions_needs_less_memory(records):
-    gathered, full = records[("train", 64)], records[("train", None)]
-    # Full 152k vocabulary: logits of 96 positions per row against 64 answer positions.
-    assert gathered["temp_bytes"] < full["temp_bytes"], (gathered, full)
