@@ -15,8 +15,10 @@ XLA_FLAGS=--xla_force_host_platform_device_count=N before JAX starts; the tool d
 
 Prints one JSON line per compiled step: {"step": "train" | "decode", "argument_bytes",
 "output_bytes", "temp_bytes", "alias_bytes", "total_bytes" (arguments + outputs + temporaries
-- aliased donations: what one chip holds at the peak), "total_gib", "compile_s", the shapes
-and options}; all figures per chip, from XLA's `memory_analysis()` of the compiled program.
+- aliased donations: what one chip holds at the peak), "total_gib", "fits", "compile_s", the
+shapes and options}; all figures per chip, from XLA's `memory_analysis()` of the compiled
+program. A program XLA:TPU refuses for the chip's HBM gives `"fits": false` and the
+compiler's message (it names the memory the program would need).
 """
 
 from __future__ import annotations
@@ -85,6 +87,8 @@ def run_config(model: str, options: argparse.Namespace):
     if options.mesh:
         config.mesh_shape = tuple(int(x) for x in options.mesh.split(","))
     config.train.head_at_targets = not options.full_head
+    if options.loss_chunk:
+        config.train.loss_chunk = options.loss_chunk
     return config
 
 
@@ -123,8 +127,29 @@ def train_batch(cfg, batch: int, seq: int, image_side: int, answer: int) -> dict
     }
 
 
+class DoesNotFit:
+    """A program the compiler refused for the chip's memory (XLA:TPU checks HBM at compile time)."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+
+def compile_or_report(lowered: Any) -> Any:
+    """The compiled program, or `DoesNotFit` with the compiler's words when it needs more
+    memory than a chip has."""
+    try:
+        return lowered.compile()
+    except jax.errors.JaxRuntimeError as err:
+        if "RESOURCE_EXHAUSTED" not in str(err):
+            raise
+        return DoesNotFit(str(err).strip().splitlines()[0])
+
+
 def memory_record(step: str, compiled: Any, compile_s: float, **extra: Any) -> dict[str, Any]:
-    """The JSON line of one compiled program (per chip)."""
+    """The JSON line of one compiled program (per chip); `fits: false` and the compiler's
+    message when it does not fit."""
+    if isinstance(compiled, DoesNotFit):
+        return {"step": step, "fits": False, "error": compiled.message, "compile_s": round(compile_s, 1), **extra}
     m = compiled.memory_analysis()
     record = {
         "step": step,
@@ -134,7 +159,9 @@ def memory_record(step: str, compiled: Any, compile_s: float, **extra: Any) -> d
         "alias_bytes": int(m.alias_size_in_bytes),
     }
     total = record["argument_bytes"] + record["output_bytes"] + record["temp_bytes"] - record["alias_bytes"]
-    record.update(total_bytes=total, total_gib=round(total / 2**30, 3), compile_s=round(compile_s, 1), **extra)
+    record.update(
+        total_bytes=total, total_gib=round(total / 2**30, 3), fits=True, compile_s=round(compile_s, 1), **extra
+    )
     return record
 
 
@@ -167,7 +194,7 @@ def compile_train(
     sh = step.batch_shardings(host)
     batch = {k: (jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=sh[k]) if k in sh else v) for k, v in host.items()}
     t0 = time.perf_counter()
-    compiled = step.lower(state, batch).compile()
+    compiled = compile_or_report(step.lower(state, batch))
     return memory_record(
         "train",
         compiled,
@@ -181,6 +208,7 @@ def compile_train(
         image_side=image_side,
         answer_tokens=answer,
         max_targets=max_targets,
+        loss_chunk=config.train.loss_chunk,
         remat=options["remat_policy"],
         attention=options["attention_impl"] or "xla",
         lora_rank=config.model.lora_rank,
@@ -207,7 +235,7 @@ def compile_decode(
     )
     g = image_side // PATCH
     t0 = time.perf_counter()
-    compiled = decoder.lower(prompt, image_tokens=batch * g * g // (MERGE * MERGE)).compile()
+    compiled = compile_or_report(decoder.lower(prompt, image_tokens=batch * g * g // (MERGE * MERGE)))
     return memory_record(
         "decode",
         compiled,
@@ -236,6 +264,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--remat", default="auto", help="model.remat")
     p.add_argument("--attention", default="auto", help="model.attention")
     p.add_argument("--mesh", default="", help="mesh_shape 'data,fsdp,tensor' (default: the run's, fsdp)")
+    p.add_argument("--loss-chunk", type=int, default=0, help="train.loss_chunk (0: the config's)")
     p.add_argument("--full-head", action="store_true", help="project every position (train.head_at_targets=False)")
     p.add_argument("--what", default="train,decode")
     p.add_argument("--decode-batch", type=int, default=16, help="predict's batch_size")

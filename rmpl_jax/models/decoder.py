@@ -31,6 +31,7 @@ from rmpl_jax.models.layers import (
     attention,
     cached_attention,
     causal_padding_mask,
+    constrain_batch,
     init_kv_cache,
     write_kv,
 )
@@ -227,7 +228,7 @@ class DecoderLM(nnx.Module):
 
         def body(h, layer_state):
             layer = nnx.merge(graphdef, layer_state)
-            return layer(h, cos, sin, mask), None
+            return constrain_batch(layer(constrain_batch(h), cos, sin, mask)), None
 
         policy = self.dims.remat_policy
         if policy is not None:

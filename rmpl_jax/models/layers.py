@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from flax.core.spmd import get_logical_axis_rules
+from jax.sharding import PartitionSpec
 
 Axes = tuple[str | None, ...]
 
@@ -300,6 +302,22 @@ def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
     rotated = jnp.concatenate([-x32[..., half:], x32[..., :half]], axis=-1)
     out = x32 * cos[:, :, None, :] + rotated * sin[:, :, None, :]
     return out.astype(x.dtype)
+
+
+# -- activation sharding ------------------------------------------------------------------------
+def constrain_batch(x: jax.Array) -> jax.Array:
+    """`x` [B, ...] kept split by example over the mesh axes of the logical `batch` axis (the
+    rules `train.sharding.activate` sets); a no-op without rules or mesh, or when those axes
+    do not divide B. Without it the partitioner may follow the fsdp-sharded weights and run
+    every example on every device (memory growing with the global batch)."""
+    axes = dict(get_logical_axis_rules() or ()).get("batch")
+    mesh = jax.sharding.get_abstract_mesh()
+    if not axes or mesh.empty:
+        return x
+    axes = tuple(a for a in ((axes,) if isinstance(axes, str) else axes) if mesh.shape.get(a, 1) > 1)
+    if not axes or x.shape[0] % math.prod(mesh.shape[a] for a in axes):
+        return x
+    return jax.lax.with_sharding_constraint(x, PartitionSpec(axes, *([None] * (x.ndim - 1))))
 
 
 # -- attention ----------------------------------------------------------------------------------
