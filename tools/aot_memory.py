@@ -15,10 +15,11 @@ XLA_FLAGS=--xla_force_host_platform_device_count=N before JAX starts; the tool d
 
 Prints one JSON line per compiled step: {"step": "train" | "decode", "argument_bytes",
 "output_bytes", "temp_bytes", "alias_bytes", "total_bytes" (arguments + outputs + temporaries
-- aliased donations: what one chip holds at the peak), "total_gib", "fits", "compile_s", the
-shapes and options}; all figures per chip, from XLA's `memory_analysis()` of the compiled
-program. A program XLA:TPU refuses for the chip's HBM gives `"fits": false` and the
-compiler's message (it names the memory the program would need).
+- aliased donations: what one chip holds at the peak), "total_gib", "fits" (the total within
+the chip's usable HBM, where the tool knows it: `HBM_GIB`), "compile_s", the shapes and
+options}; all figures per chip, from XLA's `memory_analysis()` of the compiled program. A
+program XLA:TPU refuses for the chip's HBM gives `"fits": false` and the compiler's message
+(it names the memory the program would need).
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ from rmpl_jax.train.optimizer import make_optimizer
 from rmpl_jax.train.state import abstract_train_state, split_model
 
 PATCH, TEMPORAL, MERGE = 14, 2, 2
+# Memory a program may use per chip, as XLA:TPU states it when it refuses one ("available HBM").
+HBM_GIB = {"TPU v5 lite": 15.75}
 
 
 def topology_devices(name: str) -> list:
@@ -150,6 +153,7 @@ def memory_record(step: str, compiled: Any, compile_s: float, **extra: Any) -> d
     message when it does not fit."""
     if isinstance(compiled, DoesNotFit):
         return {"step": step, "fits": False, "error": compiled.message, "compile_s": round(compile_s, 1), **extra}
+    hbm = HBM_GIB.get(extra.get("device_kind", ""))
     m = compiled.memory_analysis()
     record = {
         "step": step,
@@ -160,7 +164,12 @@ def memory_record(step: str, compiled: Any, compile_s: float, **extra: Any) -> d
     }
     total = record["argument_bytes"] + record["output_bytes"] + record["temp_bytes"] - record["alias_bytes"]
     record.update(
-        total_bytes=total, total_gib=round(total / 2**30, 3), fits=True, compile_s=round(compile_s, 1), **extra
+        total_bytes=total,
+        total_gib=round(total / 2**30, 3),
+        fits=None if hbm is None else total / 2**30 <= hbm,
+        hbm_gib=hbm,
+        compile_s=round(compile_s, 1),
+        **extra,
     )
     return record
 
