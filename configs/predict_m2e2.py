@@ -31,6 +31,7 @@ def get_config():
     c.model.lora_targets = ""
     c.checkpoint = ""  # a training run, stage or checkpoints directory; empty: the HF weights as is
     c.checkpoint_step = -1  # -1: the latest
+    c.merge_lora = True  # fold LoRA adapters into the weights for decoding (False: keep them)
 
     c.image_side = placeholder(int)  # the training square side (a multiple of 28); 0: photos at their own size
     c.batch_size = 16

@@ -26,7 +26,8 @@ def get_config():
     c.model = ml_collections.ConfigDict()
     c.model.hf_dir = ""  # empty: the demo model, trained in full (LoRA needs pretrained weights)
     c.model.dtype = "float32"  # 'bfloat16' on accelerators
-    c.model.remat = ""  # '', 'full' or 'dots'
+    c.model.remat = "auto"  # 'auto' (full for HF models, none for the demo), 'none', 'full' or 'dots'
+    c.model.attention = "auto"  # 'auto' (cuDNN flash attention on GPUs in bf16), 'xla' or 'cudnn'
     c.model.lora_rank = 16
     c.model.lora_alpha = 32.0
     c.model.lora_targets = ""  # regex over projection paths; '': the family's default (its LM projections)
@@ -83,8 +84,11 @@ def get_config():
     c.stage2.warmup_steps = 10
 
     c.train = ml_collections.ConfigDict(dict(grad_accum=1, loss_chunk=512, weight_decay=0.0))
+    # The LM head runs only at answer positions (up to the data's longest answer, gathered
+    # before the vocabulary projection); False projects every position.
+    c.train.head_at_targets = True
     c.train.log_every = 1  # W/<stage>/metrics.jsonl and TensorBoard events every N steps
-    c.mesh_shape = (-1, 1, 1)  # (data, fsdp, tensor)
+    c.mesh_shape = ()  # (data, fsdp, tensor); (): (1, -1, 1) for HF models (fsdp), (-1, 1, 1) for the demo
     c.checkpoint = ml_collections.ConfigDict(dict(every=100, keep=2))
     c.export = True  # W/export: merged HF safetensors + processor files, and the adapters
     c.eval = ml_collections.ConfigDict(dict(heldout=True, batch_size=16, max_new_tokens=96))

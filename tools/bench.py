@@ -51,7 +51,6 @@ from typing import Any
 
 import flax
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -62,13 +61,7 @@ from rmpl_jax.models.qwen2_vl.presets import preset
 from rmpl_jax.models.qwen2_vl.vision_config import VisionConfig
 from rmpl_jax.train import sharding as shd
 from rmpl_jax.train.optimizer import make_optimizer
-from rmpl_jax.train.state import (
-    TrainState,
-    abstract,
-    create_train_state,
-    split_model,
-    state_shardings,
-)
+from rmpl_jax.train.state import abstract, abstract_train_state, create_train_state, split_model
 from rmpl_jax.train.step import make_train_step
 
 FAMILY = "qwen2_5_vl"
@@ -273,21 +266,6 @@ def with_attention(cfg, state, attention: str | None):
 
 def add_adapters(model, rank: int, alpha: float, seed: int) -> list[str]:
     return apply_lora(model, rank, alpha, get_family(FAMILY).default_lora_targets, rngs=nnx.Rngs(seed + 1))
-
-
-def abstract_train_state(layout, trainable, frozen, tx, mesh) -> TrainState:
-    """A TrainState of ShapeDtypeStructs with their shardings (for --dry-run)."""
-    f32 = {k: jax.ShapeDtypeStruct(v.shape, jnp.float32) for k, v in trainable.items()}
-    fr = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in frozen.items()}
-    raw = TrainState(
-        step=jax.ShapeDtypeStruct((), jnp.int32),
-        rng=jax.ShapeDtypeStruct((2,), jnp.uint32),
-        trainable=f32,
-        frozen=fr,
-        opt_state=jax.eval_shape(tx.init, f32),
-    )
-    sh = state_shardings(layout, raw, tx, mesh)
-    return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), raw, sh)
 
 
 def peak_memory_gib(device) -> float | None:

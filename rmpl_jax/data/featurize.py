@@ -78,6 +78,14 @@ class Featurizer:
             lengths[with_image] += len(self(examples[first])["input_ids"]) - lengths[first]
         return lengths
 
+    def target_lengths(self, examples: Sequence[Example]) -> np.ndarray:
+        """Answer tokens (the loss-masked ones, end-of-turn included) of each example."""
+        if not examples:
+            return np.zeros(0, np.int64)
+        targets = [e.target + self.processor.end_of_turn for e in examples]
+        ids = self.processor.tokenizer(targets, add_special_tokens=False)["input_ids"]
+        return np.asarray([len(t) for t in ids], np.int64)
+
     def __call__(self, example: Example) -> dict[str, np.ndarray]:
         out = self.prompt_features(example)
         target = self.processor.tokenizer(example.target + self.processor.end_of_turn, add_special_tokens=False)

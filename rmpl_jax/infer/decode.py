@@ -216,14 +216,23 @@ def _vision_fn(family: ModelFamily, graphdef, grid: tuple[tuple[int, int, int], 
 # ------------------------------------------------------------------------------ host side
 
 
-def _replicated_like(state) -> NamedSharding | None:
-    """Replicated sharding on the weights' mesh when they live on one (else None: default
-    device). Decoding runs the whole batch on every device of that mesh."""
+# Mesh axes a decode batch is split over (the data-parallel axes of `train.sharding`'s mesh).
+BATCH_AXES = ("data", "fsdp")
+
+
+def _batch_shardings(state, batch: int) -> tuple[NamedSharding | None, NamedSharding | None]:
+    """(rows [B, ...], KV cache [layers, B, ...]) shardings on the weights' mesh when they
+    live on one (else None: default device). Rows are split over the mesh's data axes when
+    they divide the batch, else every device runs the whole batch."""
     for leaf in jax.tree.leaves(state):
         sharding = getattr(leaf, "sharding", None)
         if isinstance(sharding, NamedSharding):
-            return NamedSharding(sharding.mesh, PartitionSpec())
-    return None
+            mesh = sharding.mesh
+            axes = tuple(a for a in BATCH_AXES if a in mesh.shape and mesh.shape[a] > 1)
+            if not axes or batch % int(np.prod([mesh.shape[a] for a in axes])):
+                return NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec())
+            return NamedSharding(mesh, PartitionSpec(axes)), NamedSharding(mesh, PartitionSpec(None, axes))
+    return None, None
 
 
 class Pending:
@@ -289,7 +298,7 @@ class Decoder:
         self._calls = 0
         self._caches: dict[tuple[int, int], KVCache] = {}
         self._value_shapes: dict[int, tuple[int, int]] = {}  # prompt bucket -> value table shape
-        self._cache_sharding = _replicated_like(self.state)
+        self._row_sharding, self._cache_sharding = _batch_shardings(self.state, self.batch_size)
         self._fn, self._counter = _loop_fn(
             self.family,
             self.graphdef,
@@ -395,8 +404,8 @@ class Decoder:
         self._calls += 1
         tokens, cache = self._fn(
             self.state,
-            jnp.asarray(ids),
-            jnp.asarray(mask),
+            self._rows(ids),
+            self._rows(mask),
             jnp.asarray(positions, jnp.int32),
             jnp.asarray(next_pos, jnp.int32),
             features,
@@ -407,6 +416,41 @@ class Decoder:
         )
         self._caches[(b, length + self.max_new_tokens)] = cache
         return Pending(tokens, len(prompts), self.eos_ids)
+
+    def _rows(self, x: np.ndarray) -> jax.Array:
+        """A [B, ...] host array, split over the data devices when the weights are on a mesh."""
+        return jnp.asarray(x) if self._row_sharding is None else jax.device_put(x, self._row_sharding)
+
+    def lower(self, prompt_len: int, image_tokens: int = 0):
+        """`jax.jit(...).lower` of the prefill + decode loop for a full batch of `prompt_len`
+        (a bucket) token prompts and `image_tokens` image-feature rows, greedy and without a
+        grammar, from shapes alone: the weights may be abstract (AOT memory checks)."""
+        b, d = self.batch_size, self.config.hidden_size
+
+        def spec(shape, dtype, sharding=None):
+            return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
+
+        cache = jax.eval_shape(lambda: self._new_cache(b, prompt_len + self.max_new_tokens, self.cache_dtype))
+        cache = jax.tree.map(lambda x: spec(x.shape, x.dtype, self._cache_sharding), cache)
+        positions = jax.eval_shape(
+            lambda: self.family.decode_positions(jnp.zeros((b,), jnp.int32))
+        )  # the family's layout: [3, B, 1] (M-RoPE) or [B, 1]
+        features = None
+        if image_tokens:
+            rows = -(-image_tokens // self.feature_multiple) * self.feature_multiple
+            features = spec((rows, d), self.config.compute_dtype)
+        return self._fn.lower(
+            self.state,
+            spec((b, prompt_len), jnp.int32, self._row_sharding),
+            spec((b, prompt_len), jnp.int32, self._row_sharding),
+            spec(positions.shape[:-1] + (prompt_len,), jnp.int32),
+            spec((b,), jnp.int32),
+            features,
+            cache,
+            self._rng,
+            jnp.float32(1e-6),
+            None,
+        )
 
     def generate(
         self, prompts: Sequence[Prompt], grammar: TaskGrammar | None = None, shape_hint: tuple[int, int] | None = None

@@ -31,6 +31,7 @@ from rmpl_jax.models.layers import (
     attention,
     cached_attention,
     causal_padding_mask,
+    constrain_batch,
     init_kv_cache,
     write_kv,
 )
@@ -227,7 +228,7 @@ class DecoderLM(nnx.Module):
 
         def body(h, layer_state):
             layer = nnx.merge(graphdef, layer_state)
-            return layer(h, cos, sin, mask), None
+            return constrain_batch(layer(constrain_batch(h), cos, sin, mask)), None
 
         policy = self.dims.remat_policy
         if policy is not None:
@@ -235,10 +236,15 @@ class DecoderLM(nnx.Module):
         x, _ = jax.lax.scan(body, x, state)
         return x
 
-    def hidden_from_embeds(self, inputs_embeds, *, position_ids, attention_mask=None) -> jax.Array:
-        """Final-norm hidden states [B, T, D] of embedded inputs."""
+    def hidden_from_embeds(self, inputs_embeds, *, position_ids, attention_mask=None, right_padded=False) -> jax.Array:
+        """Final-norm hidden states [B, T, D] of embedded inputs. `right_padded`: the padding
+        of `attention_mask` is at the end of each row (training batches): attention is causal
+        over each row's key length instead of a [B, 1, T, T] mask."""
         cos, sin = self.cos_sin(position_ids)
-        mask = causal_padding_mask(attention_mask, inputs_embeds.shape[1])
+        if right_padded and attention_mask is not None:
+            mask = jnp.sum(attention_mask.astype(jnp.int32), axis=-1)
+        else:
+            mask = causal_padding_mask(attention_mask, inputs_embeds.shape[1])
         return self.norm(self.run_layers(inputs_embeds, cos, sin, mask))
 
     def logits_from_hidden(self, h: jax.Array) -> jax.Array:

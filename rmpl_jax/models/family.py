@@ -69,8 +69,9 @@ class CausalLM(Protocol):
 
     config: Any  # the family's config: `model_type` and `compute_dtype` at least
 
-    def hidden_states(self, input_ids, *, attention_mask=None, **inputs) -> jax.Array:
-        """Final-norm hidden states [B, T, D]; `inputs` are the batch's other keys."""
+    def hidden_states(self, input_ids, *, attention_mask=None, right_padded=False, **inputs) -> jax.Array:
+        """Final-norm hidden states [B, T, D]; `inputs` are the batch's other keys;
+        `right_padded`: causal attention over key lengths, no [B, 1, T, T] mask (training)."""
         ...
 
     def logits_from_hidden(self, h: jax.Array) -> jax.Array:

@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from flax.core.spmd import get_logical_axis_rules
+from jax.sharding import PartitionSpec
 
 Axes = tuple[str | None, ...]
 
@@ -332,6 +334,22 @@ def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
     return out.astype(x.dtype)
 
 
+# -- activation sharding ------------------------------------------------------------------------
+def constrain_batch(x: jax.Array) -> jax.Array:
+    """`x` [B, ...] kept split by example over the mesh axes of the logical `batch` axis (the
+    rules `train.sharding.activate` sets); a no-op without rules or mesh, or when those axes
+    do not divide B. Without it the partitioner may follow the fsdp-sharded weights and run
+    every example on every device (memory growing with the global batch)."""
+    axes = dict(get_logical_axis_rules() or ()).get("batch")
+    mesh = jax.sharding.get_abstract_mesh()
+    if not axes or mesh.empty:
+        return x
+    axes = tuple(a for a in ((axes,) if isinstance(axes, str) else axes) if mesh.shape.get(a, 1) > 1)
+    if not axes or x.shape[0] % math.prod(mesh.shape[a] for a in axes):
+        return x
+    return jax.lax.with_sharding_constraint(x, PartitionSpec(axes, *([None] * (x.ndim - 1))))
+
+
 # -- attention ----------------------------------------------------------------------------------
 def causal_padding_mask(attention_mask: jax.Array | None, q_len: int, kv_len: int | None = None):
     """Boolean [B, 1, Tq, Tk] mask (True = attend): causal and, when given, key padding.
@@ -347,9 +365,15 @@ def causal_padding_mask(attention_mask: jax.Array | None, q_len: int, kv_len: in
 def attention(q, k, v, *, mask=None, is_causal: bool = False, implementation: str | None = None):
     """Grouped-query attention, [B, T, N, H] x [B, S, K, H] -> [B, T, N, H].
 
-    `mask` [B, 1, T, S] bool; is_causal adds the causal triangle without a materialised mask.
+    `mask`: a [B, 1, T, S] bool mask, or int [B] key lengths of a right-padded batch (causal
+    attention over the first n keys: no [B, 1, T, S] mask is built; cuDNN takes the lengths
+    natively). is_causal adds the causal triangle without a materialised mask.
     `implementation` is passed to `jax.nn.dot_product_attention` (None = XLA, 'cudnn' on GPU).
     """
+    if mask is not None and mask.ndim == 1:
+        return jax.nn.dot_product_attention(
+            q, k, v, is_causal=True, key_value_seq_lengths=mask.astype(jnp.int32), implementation=implementation
+        )
     return jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=is_causal, implementation=implementation)
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import os
 
+import jax
 import numpy as np
 
+from rmpl_jax.io.errors import ConfigError
 from rmpl_jax.m2e2.grammar import IMAGE_TASKS
 from rmpl_jax.models.family import ModelFamily, family_for_dir
 from rmpl_jax.train import distributed
@@ -20,6 +22,43 @@ def family_and_config(hf_dir: str, **options):
     family = family_for_dir(hf_dir)
     with open(os.path.join(hf_dir, "config.json")) as f:
         return family, family.config_from_hf(json.load(f), **options)
+
+
+REMAT_CHOICES = ("auto", "none", "full", "dots")
+ATTENTION_CHOICES = ("auto", "xla", "cudnn")
+# The fsdp axis takes every device: parameters are sharded, and batches still split over it.
+HF_MESH, DEMO_MESH = (1, -1, 1), (-1, 1, 1)
+
+
+def model_options(model_config, pretrained: bool) -> dict:
+    """`remat_policy` and `attention_impl` of `model.remat` / `model.attention`.
+
+    auto: remat 'full' for HF models (a 7B step does not fit without it) and none for the tiny
+    demo; attention 'cudnn' (flash attention) on GPUs in bf16/fp16, else XLA's.
+    """
+    remat = model_config.get("remat", "auto") or "auto"
+    attention = model_config.get("attention", "auto") or "auto"
+    if remat not in REMAT_CHOICES:
+        raise ConfigError(f"--config.model.remat={remat!r}: expected one of {REMAT_CHOICES}")
+    if attention not in ATTENTION_CHOICES:
+        raise ConfigError(f"--config.model.attention={attention!r}: expected one of {ATTENTION_CHOICES}")
+    if remat == "auto":
+        remat = "full" if pretrained else "none"
+    if attention == "auto":
+        half = str(model_config.get("dtype", "")) in ("bfloat16", "float16")
+        attention = "cudnn" if jax.default_backend() == "gpu" and half else "xla"
+    return {
+        "remat_policy": None if remat == "none" else remat,
+        "attention_impl": None if attention == "xla" else attention,
+    }
+
+
+def mesh_shape(config) -> tuple[int, ...]:
+    """`mesh_shape`, or when it is empty: fsdp over every device for HF models (parameters
+    sharded), data parallel for the demo model."""
+    if config.mesh_shape:
+        return tuple(config.mesh_shape)
+    return HF_MESH if config.model.hf_dir else DEMO_MESH
 
 
 def lora_targets(regex: str, family: ModelFamily) -> str:

@@ -14,6 +14,7 @@ import glob
 import json
 import os
 
+import jax
 import numpy as np
 from flax import nnx
 
@@ -28,8 +29,9 @@ from rmpl_jax.io.skips import SkipRegistry
 from rmpl_jax.m2e2.predictions import read_predictions, write_predictions
 from rmpl_jax.m2e2.records import image_id_of
 from rmpl_jax.models import lora
-from rmpl_jax.modes.model_setup import family_and_config, lora_targets
+from rmpl_jax.modes.model_setup import HF_MESH, family_and_config, lora_targets
 from rmpl_jax.modes.validate import validate_predict
+from rmpl_jax.train import sharding as shd
 from rmpl_jax.train.checkpoint import read_params
 from rmpl_jax.train.state import split_model
 
@@ -71,22 +73,27 @@ def resolve_from_run(config) -> dict | None:
     return run
 
 
-def load_model(model_config, checkpoint: str = "", checkpoint_step: int | None = None):
+def load_model(model_config, checkpoint: str = "", checkpoint_step: int | None = None, *, merge: bool = False):
     """The model of `model_config.hf_dir` (HF weights if it has safetensors, else random init),
-    with a training checkpoint's params (LoRA adapters are attached first when it has them)."""
+    with a training checkpoint's params (LoRA adapters are attached first when it has them).
+
+    Every weight lives on the device mesh once, sharded over all devices (fsdp), so decoding
+    never copies weights from the host; `merge` folds LoRA adapters into their kernels (one
+    matmul per projection instead of three)."""
     hf_dir = model_config.hf_dir
     if not hf_dir:
         raise ValueError("config.model.hf_dir is required (an HF directory, or a run's demo_model/)")
     family, config = family_and_config(hf_dir)
     dtype = model_config.get("dtype") or "float32"
+    mesh = shd.make_mesh(HF_MESH)
     if glob.glob(os.path.join(hf_dir, "*.safetensors")):
-        model = family.load_hf(hf_dir, dtype=dtype)
+        model = family.load_hf(hf_dir, dtype=dtype, shardings=shd.variable_sharding(mesh))
     elif checkpoint:
         model = family.build(config, dtype=dtype, rngs=nnx.Rngs(0))
     else:
         raise ValueError(f"{hf_dir} holds no *.safetensors weights and no checkpoint was given")
     if not checkpoint:
-        return model, None
+        return _on_mesh(model, mesh, merge), None
     step, params = read_params(checkpoint, checkpoint_step)
     if any("lora_" in name for name in params):
         lora.apply_lora(
@@ -111,7 +118,19 @@ def load_model(model_config, checkpoint: str = "", checkpoint_step: int | None =
             )
         trainable[name] = np.asarray(value).astype(trainable[name].dtype)
     print(f"loaded {len(params)} params from {checkpoint} step {step}")
-    return layout.merge(trainable, frozen), step
+    return _on_mesh(layout.merge(trainable, frozen), mesh, merge), step
+
+
+def _on_mesh(model, mesh, merge: bool):
+    """The model with every weight placed on its shards of `mesh` (loaded ones already are:
+    no copy), LoRA merged when asked."""
+    layout, trainable, frozen = split_model(model, ".")
+    shardings = layout.param_shardings({**trainable, **frozen}, mesh)
+    trainable, frozen = ({n: jax.device_put(v, shardings[n]) for n, v in d.items()} for d in (trainable, frozen))
+    model = layout.merge(trainable, frozen)
+    if merge and lora.has_lora(model):
+        lora.merge_lora(model)
+    return model
 
 
 def _limit(corpus, n: int):
@@ -159,7 +178,7 @@ def _run(config, workdir: str, skips: SkipRegistry) -> dict:
         f"({sum(1 for p in photos if p.path)} on disk and readable), {len(corpus.coref)} gold pairs"
     )
     step = config.checkpoint_step if config.checkpoint_step >= 0 else None
-    model, step = load_model(config.model, config.checkpoint, step)
+    model, step = load_model(config.model, config.checkpoint, step, merge=config.merge_lora)
     family, model_config = family_and_config(config.model.hf_dir)
     processor = family.processor(config.model.hf_dir)
     side = config.image_side or None

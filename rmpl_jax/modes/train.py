@@ -32,12 +32,20 @@ from rmpl_jax.io.skips import SkipRegistry
 from rmpl_jax.m2e2 import render
 from rmpl_jax.models import lora
 from rmpl_jax.models.family import ModelFamily, Processor, write_demo_model
-from rmpl_jax.modes.model_setup import check_tasks_fit, family_and_config, global_batch, lora_targets
+from rmpl_jax.modes.model_setup import (
+    check_tasks_fit,
+    family_and_config,
+    global_batch,
+    lora_targets,
+    mesh_shape,
+    model_options,
+)
 from rmpl_jax.modes.run_outputs import finish_run, note_heldout, stage_summary, start_card
 from rmpl_jax.modes.validate import validate_train
 from rmpl_jax.train import checkpoint, distributed
 from rmpl_jax.train import sharding as shd
 from rmpl_jax.train.export import export_model
+from rmpl_jax.train.loss import target_budget
 from rmpl_jax.train.metrics_log import MetricsLog
 from rmpl_jax.train.numeric_guard import NumericGuard
 from rmpl_jax.train.optimizer import make_optimizer
@@ -87,10 +95,12 @@ def demo_model_dir(config, workdir: str, sources: Sources) -> str:
 def build_model(run: Run):
     """The stage's model: HF weights (+ LoRA adapters) or the randomly initialised demo."""
     cfg = run.config.model
-    family, model_config = family_and_config(run.hf_dir, remat_policy=cfg.remat or None)
+    options = model_options(cfg, pretrained=not run.from_scratch)
+    family, model_config = family_and_config(run.hf_dir, **options)
     if run.from_scratch:
         return family.build(model_config, dtype=cfg.dtype, rngs=nnx.Rngs(run.config.seed))
-    model = family.load_hf(run.hf_dir, dtype=cfg.dtype, remat_policy=cfg.remat or None)
+    # Each weight goes straight to its shards on the mesh (no full copy on one device).
+    model = family.load_hf(run.hf_dir, dtype=cfg.dtype, shardings=shd.variable_sharding(run.mesh), **options)
     if cfg.lora_rank > 0:
         targets = lora_targets(cfg.lora_targets, family)
         lora.apply_lora(model, cfg.lora_rank, cfg.lora_alpha, targets, rngs=nnx.Rngs(run.config.seed))
@@ -101,6 +111,31 @@ def _example_names(batch: dict, sources: list[pipeline.TaskSource]) -> list[str]
     """Pops the batch's ids (host bookkeeping, not model input) and names its examples."""
     tasks, indices = (batch.pop(k) for k in pipeline.ID_KEYS)
     return [f"{sources[t].name}:{sources[t].examples[i].item_id}" for t, i in zip(tasks.tolist(), indices.tolist())]
+
+
+def stage_train_step(config, family: ModelFamily, layout, tx, mesh, state, schedule, max_targets):
+    """The stage's train step as a run builds it (also what `tools/aot_memory.py` compiles)."""
+    return make_train_step(
+        layout,
+        tx,
+        mesh,
+        state,
+        lr_schedule=schedule,
+        grad_accum_steps=config.train.grad_accum,
+        loss_chunk_size=config.train.loss_chunk,
+        max_targets=max_targets,
+        batch_logical_axes=family.batch_logical_axes,
+        static_keys=family.static_batch_keys,
+    )
+
+
+def answer_budget(featurize: Featurizer, sources: list[pipeline.TaskSource]) -> int:
+    """Answer positions per row the step gathers for the LM head: the stage's longest answer
+    (measured on every example, so all processes agree), rounded up."""
+    longest = max((int(featurize.target_lengths(s.examples).max(initial=1)) for s in sources), default=1)
+    budget = target_budget(longest)
+    print(f"  LM head at answer positions: longest answer {longest} tokens, {budget} per row")
+    return budget
 
 
 def train_stage(run: Run, name: str, init_from: str | None):
@@ -117,6 +152,9 @@ def train_stage(run: Run, name: str, init_from: str | None):
         weight_decay=config.train.weight_decay,
     )
     state = create_train_state(layout, trainable, frozen, tx, run.mesh, seed=config.seed)
+    # The state holds the weights now (frozen ones are the loaded arrays, not copies); the
+    # model's own references would keep a second set alive through the stage.
+    del model, trainable, frozen
     ckpt_dir = os.path.join(run.workdir, name, "checkpoints")
     manager = checkpoint.CheckpointManager(
         ckpt_dir, max_to_keep=config.checkpoint.keep, save_interval_steps=config.checkpoint.every
@@ -144,6 +182,7 @@ def train_stage(run: Run, name: str, init_from: str | None):
     )
     for source in sources:
         print(f"  task {source.name}: {len(source.examples)} examples, weight {source.weight}")
+    max_targets = answer_budget(featurize, sources) if config.train.head_at_targets else None
     iterator = iter(
         pipeline.mixture(
             sources,
@@ -160,17 +199,7 @@ def train_stage(run: Run, name: str, init_from: str | None):
     if data_state is not None:
         iterator.set_state(data_state)
 
-    step = make_train_step(
-        layout,
-        tx,
-        run.mesh,
-        state,
-        lr_schedule=schedule,
-        grad_accum_steps=config.train.grad_accum,
-        loss_chunk_size=config.train.loss_chunk,
-        batch_logical_axes=run.family.batch_logical_axes,
-        static_keys=run.family.static_batch_keys,
-    )
+    step = stage_train_step(config, run.family, layout, tx, run.mesh, state, schedule, max_targets)
     start = int(state.step)
     compile_s = None
     if start < stage.steps:
@@ -259,7 +288,7 @@ def _run(config, workdir: str, init_from: str | None, skips: SkipRegistry) -> di
         raise ConfigError(f"--config.model.hf_dir={hf_dir}: training needs tokenizer files in the model directory")
     config_json = resolved.to_json_best_effort(indent=1, sort_keys=True)
     card = start_card(config, config_json, workdir, hf_dir, model_config.model_type, sources, heldout)
-    mesh = shd.make_mesh(tuple(config.mesh_shape))
+    mesh = shd.make_mesh(mesh_shape(config))
     print(distributed.describe(mesh))
     run_ = Run(
         config,
@@ -277,6 +306,7 @@ def _run(config, workdir: str, init_from: str | None, skips: SkipRegistry) -> di
 
     model = None
     for name in config.stages:
+        model = None  # the previous stage's weights live on in its checkpoint, not in memory
         model, init_from = train_stage(run_, name, init_from)
     if model is not None and config.export:
         export_model(model, hf_dir, workdir)

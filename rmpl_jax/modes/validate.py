@@ -15,6 +15,7 @@ import jax
 
 from rmpl_jax.io.errors import ConfigError
 from rmpl_jax.m2e2 import grammar
+from rmpl_jax.modes.model_setup import mesh_shape, model_options
 from rmpl_jax.train import sharding as shd
 from rmpl_jax.train.checkpoint_dirs import find_checkpoints
 
@@ -29,6 +30,7 @@ def validate_train(config) -> str | None:
     when the first stage starts from the base model)."""
     _check_stages(config)
     _check_mesh_and_batch(config)
+    model_options(config.model, pretrained=bool(config.model.hf_dir))
     _check_paths(config.data, TRAIN_FILES, TRAIN_DIRS, prefix="data.")
     if config.model.hf_dir:
         _check_model_dir(config.model.hf_dir, "model.hf_dir")
@@ -87,7 +89,7 @@ def _check_buckets(buckets, key: str) -> None:
 
 def _check_mesh_and_batch(config) -> None:
     try:
-        mesh = shd.make_mesh(tuple(config.mesh_shape))
+        mesh = shd.make_mesh(mesh_shape(config))
     except ValueError as e:
         raise ConfigError(f"--config.mesh_shape: {e}; -1 takes the devices the other axes leave") from None
     data_axes = shd.normalize_rules(None, mesh)["batch"]

@@ -4,6 +4,10 @@ With a 152k vocabulary, full-sequence logits ([B, T, V] in f32) are several GiB 
 at 7B scale. Here the logits of one sequence chunk exist at a time, and the chunk body is
 rematerialised in the backward pass, so peak memory is O(B * chunk * V) instead of
 O(B * T * V).
+
+Only answer tokens count, so `gather_targets` first picks the (at most `k`) target positions
+of each row: the vocabulary projection then runs over [B, k] positions instead of [B, T]
+(prompt and image tokens never reach the LM head).
 """
 
 from __future__ import annotations
@@ -86,3 +90,41 @@ def next_token_targets(input_ids: jax.Array, loss_mask: jax.Array) -> tuple[jax.
     mask = jnp.roll(loss_mask, -1, axis=1)
     mask = mask.at[:, -1].set(0)
     return targets, mask
+
+
+def gather_targets(
+    hidden: jax.Array, targets: jax.Array, loss_mask: jax.Array, k: int
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """The first `k` counted positions of each row, gathered before the vocabulary projection.
+
+    Args:
+      hidden: [B, T, D]; targets, loss_mask: [B, T] as `next_token_targets` returns them.
+      k: static number of positions kept per row (at least the longest answer of the data).
+
+    Returns:
+      (hidden [B, k, D], targets [B, k], mask [B, k], dropped) where rows with fewer than `k`
+      counted positions are padded with mask 0, and `dropped` (an int32 scalar) counts the
+      counted positions beyond `k` (0 when `k` covers every answer; they are left out of the
+      loss, so the step reports it).
+    """
+    t = hidden.shape[1]
+    if k <= 0:
+        raise ValueError(f"gather_targets: k must be positive, got {k}")
+    k = min(int(k), t)
+    keep = loss_mask != 0
+    # Stable positions of the counted tokens first, in order; padding rows point at position 0.
+    index = jax.vmap(lambda row: jnp.nonzero(row, size=k, fill_value=0)[0])(keep)
+    valid = jnp.arange(k)[None, :] < jnp.sum(keep, axis=1, keepdims=True)
+    picked_hidden = jnp.take_along_axis(hidden, index[..., None], axis=1)
+    picked_targets = jnp.take_along_axis(targets, index, axis=1)
+    picked_mask = jnp.where(valid, jnp.take_along_axis(loss_mask, index, axis=1), 0)
+    dropped = jnp.sum(keep).astype(jnp.int32) - jnp.sum(valid).astype(jnp.int32)
+    return picked_hidden, picked_targets, picked_mask, dropped
+
+
+def target_budget(longest_answer: int, multiple: int = 64) -> int:
+    """`max_targets` for answers of at most `longest_answer` tokens: rounded up to a multiple,
+    so small changes in the data do not change the compiled step's shapes."""
+    if longest_answer < 1:
+        raise ValueError(f"target_budget: longest_answer must be >= 1, got {longest_answer}")
+    return -(-int(longest_answer) // multiple) * multiple

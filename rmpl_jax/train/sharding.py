@@ -195,6 +195,19 @@ def model_shardings(state: nnx.State, mesh: Mesh, rules: Rules | None = None) ->
     return jax.tree_util.tree_map_with_path(one, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
 
 
+def variable_sharding(mesh: Mesh, rules: Rules | None = None):
+    """`(path, variable) -> NamedSharding` from the variable's logical axis names: what a
+    loader (`family.load_hf(..., shardings=)`) places each weight with, so every device
+    receives only its own shard."""
+    table = normalize_rules(rules, mesh)
+
+    def sharding(path: str, var: nnx.Variable) -> NamedSharding:
+        spec = logical_to_spec(variable_axis_names(var), _shape_of(var.get_value()), mesh, table, where=path)
+        return NamedSharding(mesh, spec)
+
+    return sharding
+
+
 def batch_spec(
     shape: Sequence[int],
     mesh: Mesh,

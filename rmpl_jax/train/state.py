@@ -242,6 +242,30 @@ def create_train_state(
     return TrainState(step=_place(np.int32(0), rep), rng=_place(key, rep), trainable=tr, frozen=fr, opt_state=opt_state)
 
 
+def abstract_train_state(
+    layout: ParamLayout,
+    trainable: Mapping[str, Any],
+    frozen: Mapping[str, Any],
+    optimizer: optax.GradientTransformation,
+    mesh: Mesh,
+    rules: shd.Rules | None = None,
+) -> TrainState:
+    """What `create_train_state` would return, as ShapeDtypeStructs with their shardings:
+    f32 trainables, frozen params in their own dtype. Nothing is allocated (AOT compiles of
+    full-size models, e.g. for abstract TPU chips)."""
+    f32 = {k: jax.ShapeDtypeStruct(v.shape, jnp.float32) for k, v in trainable.items()}
+    fr = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in frozen.items()}
+    raw = TrainState(
+        step=jax.ShapeDtypeStruct((), jnp.int32),
+        rng=jax.ShapeDtypeStruct((2,), jnp.uint32),
+        trainable=f32,
+        frozen=fr,
+        opt_state=jax.eval_shape(optimizer.init, f32),
+    )
+    sh = state_shardings(layout, raw, optimizer, mesh, rules)
+    return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), raw, sh)
+
+
 def abstract(tree: Any) -> Any:
     """ShapeDtypeStructs (with shardings) for a tree of arrays: input for AOT lowering."""
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)), tree)

@@ -5,9 +5,10 @@ the forward and backward pass with the chunked loss, accumulates microbatches an
 the optimizer; the mutable part of the state is donated.
 
 Batch contract: a dict of arrays with `input_ids` [B, T] and `loss_mask` [B, T] (nonzero on
-answer tokens); every other key is passed to `model.hidden_states(**inputs)` along with
-`input_ids`. The loss is the mean token cross-entropy over all answer tokens of the global
-batch (sum / count, so gradient accumulation and sharding do not change it).
+answer tokens), right-padded (`attention_mask` 1 on each row's first tokens); every other
+key is passed to `model.hidden_states(**inputs, right_padded=True)` along with `input_ids`.
+The loss is the mean token cross-entropy over all answer tokens of the global batch
+(sum / count, so gradient accumulation and sharding do not change it).
 
     layout, trainable, frozen = split_model(model, cfg.trainable_regex)
     tx, schedule = make_optimizer(cfg.lr, warmup_steps=..., total_steps=...)
@@ -67,6 +68,7 @@ class TrainStep:
         grad_accum_steps: int,
         compute_dtype: Any,
         loss_chunk_size: int,
+        max_targets: int | None = None,
         batch_logical_axes: Mapping[str, Sequence[str | None]] | None,
         input_key: str,
         mask_key: str,
@@ -85,6 +87,9 @@ class TrainStep:
         self.accum = int(grad_accum_steps)
         self.compute_dtype = jnp.dtype(compute_dtype) if compute_dtype else None
         self.chunk = int(loss_chunk_size)
+        if max_targets is not None and max_targets < 1:
+            raise ValueError(f"max_targets must be >= 1 (or None: every position), got {max_targets}")
+        self.max_targets = None if max_targets is None else int(max_targets)
         self.batch_axes = dict(batch_logical_axes or {})
         self.input_key, self.mask_key = input_key, mask_key
         self.exclude = frozenset(exclude_keys)
@@ -172,9 +177,16 @@ class TrainStep:
     def _loss(self, trainable: Flat, frozen: Flat, mb: Mapping[str, jax.Array], static: Mapping[str, np.ndarray]):
         model = self.layout.merge(_cast(trainable, self.compute_dtype), frozen)
         inputs = {k: v for k, v in {**mb, **static}.items() if k != self.mask_key and k not in self.exclude}
-        hidden = model.hidden_states(**inputs)
+        # Training batches are right-padded: causal attention over key lengths, no [B,1,T,T] mask.
+        hidden = model.hidden_states(**inputs, right_padded=True)
         targets, mask = loss_lib.next_token_targets(mb[self.input_key], mb[self.mask_key])
-        return loss_lib.chunked_cross_entropy(hidden, model.logits_from_hidden, targets, mask, self.chunk)
+        if self.max_targets is None:
+            return loss_lib.chunked_cross_entropy(hidden, model.logits_from_hidden, targets, mask, self.chunk)
+        hidden, targets, mask, dropped = loss_lib.gather_targets(hidden, targets, mask, self.max_targets)
+        loss_sum, count = loss_lib.chunked_cross_entropy(hidden, model.logits_from_hidden, targets, mask, self.chunk)
+        # max_targets covers the longest answer of the data; an answer beyond it would be cut
+        # silently, so it turns the loss NaN instead (the step keeps its weights, the guard stops).
+        return jnp.where(dropped > 0, jnp.nan, loss_sum), count
 
     def _split_micro(self, batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
         out = {}
@@ -320,6 +332,7 @@ def make_train_step(
     grad_accum_steps: int = 1,
     compute_dtype: Any = None,
     loss_chunk_size: int = 512,
+    max_targets: int | None = None,
     batch_logical_axes: Mapping[str, Sequence[str | None]] | None = None,
     input_key: str = "input_ids",
     mask_key: str = "loss_mask",
@@ -338,6 +351,8 @@ def make_train_step(
       compute_dtype: e.g. 'bfloat16' casts floating params for the forward/backward;
         trainables stay f32 masters. None computes in the stored dtypes.
       loss_chunk_size: sequence positions per cross-entropy chunk.
+      max_targets: answer positions per row gathered before the LM head (static; at least the
+        longest answer of the data, e.g. `target_budget`); None projects every position.
       batch_logical_axes: per-key logical axes for batch arrays whose dim 0 is not the batch
         (e.g. {'position_ids': (None, 'batch', None)}).
       exclude_keys: batch keys not passed to the model (ids, bookkeeping).
@@ -357,6 +372,7 @@ def make_train_step(
         grad_accum_steps=grad_accum_steps,
         compute_dtype=compute_dtype,
         loss_chunk_size=loss_chunk_size,
+        max_targets=max_targets,
         batch_logical_axes=batch_logical_axes,
         input_key=input_key,
         mask_key=mask_key,

@@ -148,6 +148,7 @@ def _m2e2_layout(split, root):
 
 def test_predict_mode_with_a_lora_checkpoint(tiny, split, tmp_path):
     import jax
+    import jax.numpy as jnp
     from flax import nnx
 
     from configs.predict_m2e2 import get_config
@@ -176,6 +177,13 @@ def test_predict_mode_with_a_lora_checkpoint(tiny, split, tmp_path):
     loaded, _step = predict_mode.load_model(config.model, str(tmp_path / "ckpt"))
     got = split_model(loaded)[1][name]
     np.testing.assert_allclose(np.asarray(got), np.asarray(trainable[name]))
+    # Weights live on the device mesh (no host numpy copied at every call); merged adapters
+    # give the adapted model's logits.
+    assert all(isinstance(v, jax.Array) for d in split_model(loaded, ".")[1:] for v in d.values())
+    merged, _ = predict_mode.load_model(config.model, str(tmp_path / "ckpt"), merge=True)
+    assert lora.has_lora(loaded) and not lora.has_lora(merged)
+    ids = jnp.asarray(np.random.default_rng(0).integers(3, 200, (2, 9)), jnp.int32)
+    np.testing.assert_allclose(np.asarray(merged(ids)), np.asarray(loaded(ids)), atol=2e-4)
 
     ann, images = _m2e2_layout(split, tmp_path)
     config.m2e2_dir, config.images_dir = str(ann), str(images)

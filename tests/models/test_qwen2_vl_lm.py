@@ -148,6 +148,21 @@ def test_right_padding_needs_no_mask(pair):
     )
 
 
+def test_right_padded_key_lengths_equal_the_mask(pair):
+    """`right_padded=True` (training: causal attention over each row's key length, no
+    [B, 1, T, T] mask) gives the masked forward's hidden states on every valid token."""
+    _, _, _, model = pair
+    grid = [ONE_IMAGE[0], TWO_IMAGES[1]]
+    rows = [tokens_with_images([2, 5], [grid[0]], seed=4), tokens_with_images([1, 2], [grid[1]], seed=5)]
+    ids, mask = _pad_batch(rows, "right")
+    pixels = np.random.default_rng(0).normal(size=(sum(int(np.prod(g)) for g in grid), 1176)).astype(np.float32)
+    inputs = dict(attention_mask=jnp.asarray(mask), pixel_values=jnp.asarray(pixels), image_grid_thw=np.asarray(grid))
+    lengths = np.asarray(model.hidden_states(jnp.asarray(ids), right_padded=True, **inputs))
+    masked = np.asarray(model.hidden_states(jnp.asarray(ids), **inputs))
+    valid = mask.astype(bool)
+    np.testing.assert_allclose(lengths[valid], masked[valid], atol=1e-5)
+
+
 @pytest.mark.parametrize("side", ["left", "right"])
 def test_padded_text_only(pair, side):
     variant, _, torch_model, model = pair

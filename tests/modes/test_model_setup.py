@@ -8,8 +8,9 @@ import pytest
 pytest.importorskip("transformers")
 
 from configs import stage1
+from rmpl_jax.io.errors import ConfigError
 from rmpl_jax.models.family import get_family
-from rmpl_jax.modes.model_setup import check_tasks_fit, family_and_config, lora_targets
+from rmpl_jax.modes.model_setup import check_tasks_fit, family_and_config, lora_targets, mesh_shape, model_options
 from tests.testing.hf_tiny_llama import make_tiny_llama
 
 
@@ -41,3 +42,19 @@ def test_lora_targets_default_to_the_family():
     family = get_family("llama")
     assert lora_targets("", family) == family.default_lora_targets
     assert lora_targets(r"q_proj$", family) == r"q_proj$"
+
+
+def test_remat_attention_and_mesh_defaults():
+    config = stage1.get_config()
+    assert model_options(config.model, pretrained=False) == {"remat_policy": None, "attention_impl": None}
+    assert model_options(config.model, pretrained=True)["remat_policy"] == "full"
+    config.model.update(remat="dots", attention="cudnn")
+    assert model_options(config.model, pretrained=True) == {"remat_policy": "dots", "attention_impl": "cudnn"}
+    config.model.attention = "flash"
+    with pytest.raises(ConfigError, match="--config.model.attention='flash'"):
+        model_options(config.model, pretrained=True)
+    assert mesh_shape(config) == (-1, 1, 1)  # the demo: data parallel
+    config.model.hf_dir = "Qwen2.5-VL-7B-Instruct"
+    assert mesh_shape(config) == (1, -1, 1)  # HF models: parameters sharded over every device
+    config.mesh_shape = (2, 1, 1)
+    assert mesh_shape(config) == (2, 1, 1)

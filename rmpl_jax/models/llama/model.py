@@ -77,15 +77,19 @@ class Llama(DecoderLM):
         pixel_values=None,
         image_grid_thw=None,
         image_features=None,
+        right_padded=False,
     ) -> jax.Array:
-        """Final-norm hidden states [B, T, D]; image inputs are refused by name."""
+        """Final-norm hidden states [B, T, D]; image inputs are refused by name; `right_padded`
+        as `DecoderLM.hidden_from_embeds`."""
         _refuse_images(pixel_values=pixel_values, image_grid_thw=image_grid_thw, image_features=image_features)
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
         if position_ids is None:
             b, t = inputs_embeds.shape[:2]
             position_ids = text_positions(attention_mask, b, t)
-        return self.hidden_from_embeds(inputs_embeds, position_ids=position_ids, attention_mask=attention_mask)
+        return self.hidden_from_embeds(
+            inputs_embeds, position_ids=position_ids, attention_mask=attention_mask, right_padded=right_padded
+        )
 
     def prefill(
         self, input_ids, *, attention_mask, position_ids, cache: KVCache, image_features=None, inputs_embeds=None

@@ -153,8 +153,9 @@ class Qwen2VL(DecoderLM):
         image_grid_thw=None,
         image_features=None,
         inputs_embeds=None,
+        right_padded=False,
     ) -> jax.Array:
-        """Final-norm hidden states [B, T, D]."""
+        """Final-norm hidden states [B, T, D]; `right_padded` as `DecoderLM.hidden_from_embeds`."""
         if inputs_embeds is None:
             inputs_embeds = self.embed(
                 input_ids,
@@ -171,7 +172,9 @@ class Qwen2VL(DecoderLM):
                 raise ValueError("image inputs need image_grid_thw (or explicit position_ids)")
             grid = image_grid_thw if has_images else None
             position_ids = self.position_ids(input_ids, attention_mask, grid)
-        return self.hidden_from_embeds(inputs_embeds, position_ids=position_ids, attention_mask=attention_mask)
+        return self.hidden_from_embeds(
+            inputs_embeds, position_ids=position_ids, attention_mask=attention_mask, right_padded=right_padded
+        )
 
     # -- KV-cache decoding ----------------------------------------------------------------------
     def cos_sin(self, position_ids):

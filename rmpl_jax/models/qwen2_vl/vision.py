@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from rmpl_jax.models.layers import LayerNorm, Linear, RMSNorm
+from rmpl_jax.models.layers import LayerNorm, Linear, RMSNorm, constrain_batch
 from rmpl_jax.models.qwen2_vl.vision_config import ACTIVATIONS, VisionConfig
 from rmpl_jax.models.qwen2_vl.vision_index import (
     Packing,
@@ -71,7 +71,8 @@ def packed_attention(q, k, v, pack: Packing, implementation=None):
     expressed as key lengths, which both the XLA and the cuDNN backends take."""
     s, width = pack.gather.shape
     flat = pack.gather.reshape(-1)
-    qp, kp, vp = (t[flat].reshape(s, width, *t.shape[1:]) for t in (q, k, v))
+    # Segments (images, windows) split over the data devices like the examples they come from.
+    qp, kp, vp = (constrain_batch(t[flat].reshape(s, width, *t.shape[1:])) for t in (q, k, v))
     lengths = jnp.asarray(pack.valid.sum(1), jnp.int32)
     out = jax.nn.dot_product_attention(qp, kp, vp, key_value_seq_lengths=lengths, implementation=implementation)
     return out.reshape(s * width, *out.shape[2:])[pack.scatter]
@@ -227,7 +228,7 @@ class VisionTower(nnx.Module):
         def body(h, xs):
             layer_params, is_full = xs
             block = nnx.merge(graphdef, layer_params)
-            return block(h, cos, sin, attend_for(is_full)), None
+            return constrain_batch(block(constrain_batch(h), cos, sin, attend_for(is_full))), None
 
         x, _ = jax.lax.scan(body, x, (params, flags))
         merged = self.merger(x)
