@@ -68,7 +68,8 @@ def get_config():
     c.data.image_side = 112  # every photo is resized to this square (a multiple of 28)
     c.data.buckets = (256, 384)
     c.data.batch_size = 8  # global
-    c.data.num_workers = 0
+    c.data.num_workers = 0  # featurising processes (0: threads of the training process)
+    c.data.prefetch = 2  # batches featurised ahead in the background while a step runs
 
     c.stage1 = ml_collections.ConfigDict()
     c.stage1.tasks = {"text_ee": 1.0, "visual_ee": 0.5, "mnre": 0.5}
