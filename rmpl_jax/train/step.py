@@ -89,10 +89,6 @@ class TrainStep:
         self.input_key, self.mask_key = input_key, mask_key
         self.exclude = frozenset(exclude_keys)
         self.static = frozenset(static_keys)
-        if self.static and self.accum > 1:
-            raise ValueError(
-                "static_keys cannot be split into microbatches; use grad_accum_steps=1 with static batch inputs"
-            )
         self.schedule = lr_schedule
         self.donate = donate
         self._jits: dict[Any, Any] = {}
@@ -145,6 +141,12 @@ class TrainStep:
                     )
                 continue
             n = v.shape[d]
+            examples = ids.shape[0]
+            if self.accum > 1 and n % examples:
+                raise ValueError(
+                    f"batch[{k!r}]: {n} rows along the batch axis are not a whole number per example "
+                    f"({examples} examples); they cannot be split into microbatches by example"
+                )
             if n % (self.accum * per_device):
                 raise ValueError(
                     f"batch[{k!r}]: batch size {n} must be divisible by grad_accum_steps "
@@ -177,15 +179,36 @@ class TrainStep:
         return loss_lib.chunked_cross_entropy(hidden, model.logits_from_hidden, targets, mask, self.chunk)
 
     def _split_micro(self, batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+        """[accum, ...] microbatches, split by example. A key with several rows per example
+        along its batch axis (Qwen's `pixel_values`: each example's patches, consecutive)
+        moves those rows together, so every microbatch keeps whole images."""
+        examples = batch[self.input_key].shape[0]
         out = {}
         for k, v in batch.items():
             d = self._batch_dim(k, v.ndim)
             x = jnp.moveaxis(v, d, 0)
-            b = x.shape[0]
+            rows, per = x.shape[0], x.shape[0] // examples
             # Example i goes to microbatch i % n: each device's shard splits evenly across
             # microbatches, so no data moves between devices.
-            x = x.reshape((b // self.accum, self.accum) + x.shape[1:]).swapaxes(0, 1)
+            x = x.reshape((examples // self.accum, self.accum, per) + x.shape[1:]).swapaxes(0, 1)
+            x = x.reshape((self.accum, rows // self.accum) + x.shape[3:])
             out[k] = jnp.moveaxis(x, 1, d + 1)
+        return out
+
+    def _micro_static(self, static: Mapping[str, np.ndarray], examples: int) -> dict[str, np.ndarray]:
+        """A microbatch's static inputs: a value with one row per example (Qwen's
+        `image_grid_thw`) keeps the rows of one microbatch; those rows must be equal, since
+        one compiled body serves every microbatch. Other values pass unchanged."""
+        out = {}
+        for k, v in static.items():
+            if v.ndim and v.shape[0] == examples:
+                if not (v == v[:1]).all():
+                    raise ValueError(
+                        f"batch[{k!r}] differs between examples; with grad_accum_steps={self.accum} "
+                        "every example of a batch needs the same value (one image size per batch)"
+                    )
+                v = v[: examples // self.accum]
+            out[k] = v
         return out
 
     def _step(self, mutable: dict, frozen: Flat, batch: Mapping[str, jax.Array], batch_sh, static):
@@ -196,6 +219,7 @@ class TrainStep:
             (loss_sum, count), grads = grad_fn(trainable, frozen, batch, static)
         else:
             micro = self._split_micro(batch)
+            static = self._micro_static(static, batch[self.input_key].shape[0])
             tr_sh = self.shardings.trainable
 
             def body(carry, mb):
