@@ -64,6 +64,15 @@ class Run:
     skips: SkipRegistry
 
 
+def generated_dir(workdir: str) -> str:
+    """Where this process writes what it generates (synthetic photos, the demo tokenizer):
+    the workdir for process 0, `process_<i>` in it for the others. Generation is seeded, so
+    every process makes the same files, and processes sharing a disk never write one file
+    at the same time; on separate disks each has its own copy."""
+    i = jax.process_index()
+    return workdir if i == 0 else os.path.join(workdir, f"process_{i}")
+
+
 def demo_model_dir(config, workdir: str, sources: Sources) -> str:
     """Writes the demo model directory (tokenizer learned from the training prompts)."""
     out = os.path.join(workdir, "demo_model")
@@ -261,11 +270,14 @@ def _run(config, workdir: str, init_from: str | None, skips: SkipRegistry) -> di
         model = config.model.hf_dir or "the demo model"
         print(f"no data configured: training {model} on the synthetic corpus")
         sources, heldout = synthetic_sources(
-            workdir, seed=config.seed, train_docs=data.synthetic.train_docs, heldout_docs=data.synthetic.heldout_docs
+            generated_dir(workdir),
+            seed=config.seed,
+            train_docs=data.synthetic.train_docs,
+            heldout_docs=data.synthetic.heldout_docs,
         )
     print("training data:", sources.summary())
     from_scratch = not config.model.hf_dir
-    hf_dir = os.path.abspath(config.model.hf_dir or demo_model_dir(config, workdir, sources))
+    hf_dir = os.path.abspath(config.model.hf_dir or demo_model_dir(config, generated_dir(workdir), sources))
     resolved = config.copy_and_resolve_references()
     resolved.model.hf_dir = hf_dir
     if jax.process_index() == 0:
