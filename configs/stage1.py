@@ -89,7 +89,11 @@ def get_config():
     c.checkpoint = ml_collections.ConfigDict(dict(every=100, keep=2))
     c.export = True  # W/export: merged HF safetensors + processor files, and the adapters
     c.eval = ml_collections.ConfigDict(dict(heldout=True, batch_size=16, max_new_tokens=96))
-    c.distributed = ml_collections.ConfigDict()  # multi-host: set all three
+    # Multi-host: on a TPU VM slice, SLURM, Open MPI or Kubernetes the same command on every
+    # worker joins one job (JAX's cluster detection; auto=False turns it off); elsewhere set
+    # all three of coordinator_address, num_processes and process_id.
+    c.distributed = ml_collections.ConfigDict()
+    c.distributed.auto = True
     c.distributed.coordinator_address = placeholder(str)  # 'host:port' of process 0
     c.distributed.num_processes = placeholder(int)
     c.distributed.process_id = placeholder(int)

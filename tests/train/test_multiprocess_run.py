@@ -7,53 +7,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
-
-import pytest
 
 from rmpl_jax.train.metrics_log import read_metrics
-from tests.testing.subproc import REPO, worker_env
-
-NPROC = 2
-TIMEOUT_S = 420
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def run_workers(script: str, workdir, extra_env=None) -> list[str]:
-    """Runs NPROC copies of tests/train/<script>; returns their stdouts."""
-    port = _free_port()
-    env = dict(worker_env(1), **(extra_env or {}))
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(REPO / "tests" / "train" / script), str(i), str(NPROC), str(port), str(workdir)],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(NPROC)
-    ]
-    outs = []
-    try:
-        for p in procs:
-            outs.append(p.communicate(timeout=TIMEOUT_S))
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"workers did not finish in {TIMEOUT_S}s")
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for i, (p, (_, err)) in enumerate(zip(procs, outs)):
-        assert p.returncode == 0, f"process {i} failed (rc={p.returncode}):\n{err[-4000:]}"
-    return [out for out, _ in outs]
+from tests.testing.subproc import NPROC, run_workers
 
 
 def test_two_processes_agree_on_every_step_shape(tmp_path):
