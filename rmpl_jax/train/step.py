@@ -358,7 +358,10 @@ def make_train_step(
       layout, optimizer, mesh, state: from `split_model`, `make_optimizer`, `make_mesh`,
         `create_train_state` (state may be abstract; only its shapes are read).
       rules: logical-axis rules (default `sharding.DEFAULT_RULES`).
-      grad_accum_steps: microbatches per step, scanned; gradients summed in f32.
+      grad_accum_steps: microbatches per step, scanned; gradients summed in f32. The batch
+        splits by example: a key with several rows per example along its batch axis
+        (`pixel_values`: patches) keeps each example's rows together, and a static key with
+        one (equal) row per example gives each microbatch its share of rows.
       compute_dtype: e.g. 'bfloat16' casts floating params for the forward/backward;
         trainables stay f32 masters. None computes in the stored dtypes.
       loss_chunk_size: sequence positions per cross-entropy chunk.
