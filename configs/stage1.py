@@ -69,7 +69,8 @@ def get_config():
     c.data.image_side = 112  # every photo is resized to this square (a multiple of 28)
     c.data.buckets = (256, 384)
     c.data.batch_size = 8  # global
-    c.data.num_workers = 0
+    c.data.num_workers = 0  # featurising processes (0: threads of the training process)
+    c.data.prefetch = 2  # batches featurised ahead in the background while a step runs
 
     c.stage1 = ml_collections.ConfigDict()
     c.stage1.tasks = {"text_ee": 1.0, "visual_ee": 0.5, "mnre": 0.5}
@@ -92,7 +93,11 @@ def get_config():
     c.checkpoint = ml_collections.ConfigDict(dict(every=100, keep=2))
     c.export = True  # W/export: merged HF safetensors + processor files, and the adapters
     c.eval = ml_collections.ConfigDict(dict(heldout=True, batch_size=16, max_new_tokens=96))
-    c.distributed = ml_collections.ConfigDict()  # multi-host: set all three
+    # Multi-host: on a TPU VM slice, SLURM, Open MPI or Kubernetes the same command on every
+    # worker joins one job (JAX's cluster detection; auto=False turns it off); elsewhere set
+    # all three of coordinator_address, num_processes and process_id.
+    c.distributed = ml_collections.ConfigDict()
+    c.distributed.auto = True
     c.distributed.coordinator_address = placeholder(str)  # 'host:port' of process 0
     c.distributed.num_processes = placeholder(int)
     c.distributed.process_id = placeholder(int)

@@ -166,7 +166,10 @@ def stage_tasks(
             print(f"task {task}: weight {weight}, left out of the mixture")
             continue
         examples = task_examples(task, sources, codec, side)
-        examples = drop_too_long(task, examples, token_lengths(examples), max_tokens, lenient=lenient, skips=skips)
+        lengths = token_lengths(examples)
+        kept = drop_too_long(task, examples, lengths, max_tokens, lenient=lenient, skips=skips)
+        length_of = {id(ex): int(n) for ex, n in zip(examples, lengths)}
+        examples = kept
         if not examples:
             print(f"task {task}: no examples in the configured data, left out of the mixture")
             continue
@@ -176,7 +179,8 @@ def stage_tasks(
             [(task, with_photo), (f"{task} (text only)", text_only)] if with_photo and text_only else [(task, examples)]
         )
         for name, part in parts:
-            out.append(TaskSource(name, part, float(weight) * len(part) / len(examples)))
+            weight_part = float(weight) * len(part) / len(examples)
+            out.append(TaskSource(name, part, weight_part, lengths=[length_of[id(ex)] for ex in part]))
     if not out:
         raise ConfigError(
             f"none of the stage's tasks {list(weights)} has examples left; check the data paths and what was skipped"

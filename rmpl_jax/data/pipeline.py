@@ -1,5 +1,11 @@
-"""Grain input pipelines: a weighted mixture of tasks, shuffled, repeated, sharded per
-process, featurised lazily (in workers when asked), padded to length buckets, batched.
+"""Grain input pipelines: a weighted mixture of tasks, shuffled, repeated, batched
+globally and sharded per process, featurised lazily in background threads (in worker
+processes when asked), padded to length buckets.
+
+Every process draws the same global batches (same shuffle, same task per step) and
+featurises only its own slice; the bucket comes from the token lengths of the whole global
+batch (`TaskSource.lengths`, measured up front), so all processes pad to the same shape in
+every step without talking to each other.
 
 Each batch comes from one task, so text-only and image tasks never share a batch and a
 batch has one of a few static shapes: (batch, bucket) tokens, plus (batch * patches,
@@ -32,31 +38,57 @@ class TaskSource:
     name: str
     examples: Sequence[Any]
     weight: float
+    # Token length of each example (`Featurizer.token_lengths`): the bucket of a global batch
+    # is decided from them. Needed with several processes; one process measures its batch.
+    lengths: Sequence[int] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
-class _FeaturizeIndexed:
-    """Example index -> its features plus the ids (a class, so worker processes can pickle it)."""
+class _ProcessSlice:
+    """Global batch of example indices -> this process's padded batch (a class, so worker
+    processes can pickle it). The pad length is the bucket of the global batch's longest
+    example, the same on every process."""
 
     examples: Sequence[Any]
+    lengths: np.ndarray | None
     featurize: Callable[[Any], Features]
     task_index: int
+    shard_index: int
+    local_batch: int
+    buckets: tuple[int, ...]
+    pad_id: int
 
-    def __call__(self, index: int) -> Features:
-        features = dict(self.featurize(self.examples[index]))
-        features[TASK_INDEX] = np.int32(self.task_index)
-        features[EXAMPLE_INDEX] = np.int32(index)
-        return features
+    def __call__(self, indices: np.ndarray) -> Features:
+        indices = np.asarray(indices)
+        length = None if self.lengths is None else bucket_length(int(self.lengths[indices].max()), self.buckets)
+        mine = indices[self.shard_index * self.local_batch : (self.shard_index + 1) * self.local_batch]
+        examples = []
+        for index in mine.tolist():
+            features = dict(self.featurize(self.examples[index]))
+            features[TASK_INDEX] = np.int32(self.task_index)
+            features[EXAMPLE_INDEX] = np.int32(index)
+            examples.append(features)
+        return pad_and_stack(examples, self.buckets, self.pad_id, length=length)
 
 
-def pad_and_stack(examples: Sequence[Features], buckets: Sequence[int], pad_id: int) -> Features:
-    """Right-pads token arrays to the bucket of the longest example and stacks them.
+def pad_and_stack(
+    examples: Sequence[Features], buckets: Sequence[int], pad_id: int, length: int | None = None
+) -> Features:
+    """Right-pads token arrays to `length` (default: the bucket of the longest example) and
+    stacks them.
 
     `input_ids`, `loss_mask` -> [B, L] with `attention_mask`; `pixel_values` of all
     examples are concatenated along their first axis and `image_grid_thw` (where the family
     has one) stacked [B, 3].
     """
-    length = bucket_length(max(len(e["input_ids"]) for e in examples), buckets)
+    longest = max(len(e["input_ids"]) for e in examples)
+    if length is None:
+        length = bucket_length(longest, buckets)
+    elif longest > length:
+        raise ValueError(
+            f"an example has {longest} tokens but its global batch was measured to fit {length}; "
+            "the measured token lengths (Featurizer.token_lengths) disagree with the featuriser"
+        )
     batch = len(examples)
     input_ids = np.full((batch, length), pad_id, np.int32)
     loss_mask = np.zeros((batch, length), np.int32)
@@ -98,18 +130,32 @@ def task_batches(
     task_index: int = 0,
 ) -> grain.MapDataset:
     """This process's infinite stream of batches of one task (ids: `task_index`, example
-    positions in `task.examples`)."""
+    positions in `task.examples`): its `batch_size` slice of each global batch of
+    `batch_size * shard_count` examples, padded to the global batch's bucket."""
     if len(task.examples) < shard_count:
         raise ValueError(
             f"task {task.name!r} has {len(task.examples)} examples, fewer than "
             f"the {shard_count} processes that share it"
         )
-    ds = grain.MapDataset.range(len(task.examples))[shard_index::shard_count]
+    lengths = None
+    if task.lengths is not None:
+        lengths = np.asarray(task.lengths, np.int64)
+        if lengths.shape != (len(task.examples),):
+            raise ValueError(f"task {task.name!r}: {lengths.size} lengths for {len(task.examples)} examples")
+    elif shard_count > 1:
+        raise ValueError(
+            f"task {task.name!r}: {shard_count} processes need the examples' token lengths "
+            "(TaskSource.lengths) to agree on each batch's length bucket"
+        )
+    slicer = _ProcessSlice(
+        task.examples, lengths, featurize, task_index, shard_index, batch_size, tuple(buckets), pad_id
+    )
     return (
-        ds.shuffle(seed=seed)
+        grain.MapDataset.range(len(task.examples))
+        .shuffle(seed=seed)
         .repeat()
-        .map(_FeaturizeIndexed(task.examples, featurize, task_index))
-        .batch(batch_size, drop_remainder=True, batch_fn=lambda xs: pad_and_stack(xs, buckets, pad_id))
+        .batch(batch_size * shard_count, drop_remainder=True, batch_fn=np.asarray)
+        .map(slicer)
     )
 
 
@@ -124,12 +170,15 @@ def mixture(
     shard_index: int = 0,
     shard_count: int = 1,
     num_workers: int = 0,
+    prefetch: int = 2,
 ) -> grain.IterDataset:
     """Batches drawn from the tasks in proportion to their weights; a batch's `task_index`
     is the position in `tasks` (tasks of weight 0 included).
 
-    `batch_size` is per process. Featurisation runs in `num_workers` processes when
-    positive (the featurize function must then be picklable).
+    `batch_size` is per process. `prefetch` batches are featurised ahead in background
+    threads (0: on demand), so the next batch is ready when a train step ends; with
+    `num_workers` > 0 featurisation runs in that many processes (the featurize function
+    must then be picklable).
     """
     used = [(index, t) for index, t in enumerate(tasks) if t.weight > 0]
     if not used:
@@ -148,7 +197,10 @@ def mixture(
         )
         for i, (index, t) in enumerate(used)
     ]
-    mixed = grain.MapDataset.mix(streams, [t.weight for _, t in used]).to_iter_dataset()
+    # Bounded: Grain's default read-ahead (16 threads, 500 elements) would hold hundreds of
+    # featurised batches, pixels included, and crowd the host thread that dispatches steps.
+    read = grain.ReadOptions(num_threads=min(prefetch, 2), prefetch_buffer_size=prefetch)
+    mixed = grain.MapDataset.mix(streams, [t.weight for _, t in used]).to_iter_dataset(read)
     if num_workers > 0:
         mixed = mixed.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
     return mixed

@@ -52,6 +52,7 @@ from rmpl_jax.train.optimizer import make_optimizer
 from rmpl_jax.train.preemption import Preempted, PreemptionWatch
 from rmpl_jax.train.state import abstract, create_train_state, split_model
 from rmpl_jax.train.step import make_train_step
+from rmpl_jax.train.step_metrics import StepMetrics
 
 
 @dataclasses.dataclass
@@ -69,6 +70,15 @@ class Run:
     mesh: object
     card: RunCard
     skips: SkipRegistry
+
+
+def generated_dir(workdir: str) -> str:
+    """Where this process writes what it generates (synthetic photos, the demo tokenizer):
+    the workdir for process 0, `process_<i>` in it for the others. Generation is seeded, so
+    every process makes the same files, and processes sharing a disk never write one file
+    at the same time; on separate disks each has its own copy."""
+    i = jax.process_index()
+    return workdir if i == 0 else os.path.join(workdir, f"process_{i}")
 
 
 def demo_model_dir(config, workdir: str, sources: Sources) -> str:
@@ -194,6 +204,7 @@ def train_stage(run: Run, name: str, init_from: str | None):
             shard_index=jax.process_index(),
             shard_count=jax.process_count(),
             num_workers=config.data.num_workers,
+            prefetch=config.data.get("prefetch", 2),
         )
     )
     if data_state is not None:
@@ -211,32 +222,48 @@ def train_stage(run: Run, name: str, init_from: str | None):
         compile_s = time.time() - t0
         print(f"  compile {compile_s:.1f}s")
     losses = []
-    guard = NumericGuard(name, ckpt_dir)
     lead = jax.process_index() == 0
     log = MetricsLog(os.path.join(run.workdir, name), config.train.log_every, lead, start)
+    guard = NumericGuard(name, ckpt_dir)
+    reads = StepMetrics(guard, log)
+    last_saved = manager.latest_step()
+    done = start  # the state's step, counted on the host: reading state.step would wait on the device
     t_loop = time.time()
     try:
         with progress(stage.steps, name, "step", initial=start, disable=not lead) as bar, PreemptionWatch() as stop:
+
+            def note(read):
+                losses.extend(values["loss"] for _, values in read)
+                if read:
+                    bar.set_postfix(loss=f"{losses[-1]:.3f}")
+
             batch = first if start < stage.steps else None
-            while int(state.step) < stage.steps:
-                guard.note_batch(int(state.step) + 1, names)
-                state, metrics = step(state, batch)
-                done, host = int(state.step), {k: float(v) for k, v in metrics.items()}
-                guard.check(done, host, manager.latest_step())  # before this step can be saved
-                manager.save(state, data_state=iterator.get_state())
-                log.write(done, host)
-                losses.append(host["loss"])
-                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            while done < stage.steps:
+                guard.note_batch(done + 1, names)
+                state, device_metrics = step(state, batch)  # dispatched; runs while the host goes on
+                done += 1
+                reads.add(done, device_metrics)
                 bar.update(1)
-                if stop.reached(done):
-                    if manager.latest_step() != done:
-                        manager.save(state, data_state=iterator.get_state(), force=True)
-                    raise Preempted(f"{name}: stopped by SIGTERM at step {done}, saved in {ckpt_dir}; rerun to resume")
-                if done < stage.steps:
-                    batch = next(iterator)
+                stopping = stop.reached(done)
+                # Checkpoint decisions come from the step count: no collective unless saving.
+                saving = stopping or manager.due(done)
+                data_state = iterator.get_state() if saving else None  # before the next batch is drawn
+                if done < stage.steps and not stopping:
+                    batch = next(iterator)  # prefetched in the background (pipeline.mixture)
                     names = _example_names(batch, sources)
                     batch = global_batch(batch, run.mesh, run.family)
-        if manager.latest_step() != int(state.step):
+                if saving:  # the guard sees every step before it is saved
+                    note(reads.read(last_saved))
+                    manager.save(state, data_state=data_state, force=True)
+                    last_saved = done
+                else:  # reads lag one step, so the device always has the next step queued
+                    lagged = [s for s in reads.pending if s < done and reads.due(s)]
+                    if lagged:
+                        note(reads.read(last_saved, through=lagged[-1]))
+                if stopping:
+                    raise Preempted(f"{name}: stopped by SIGTERM at step {done}, saved in {ckpt_dir}; rerun to resume")
+            note(reads.read(last_saved))
+        if last_saved != done:
             manager.save(state, data_state=iterator.get_state(), force=True)
     finally:
         manager.close()  # waits for pending saves
@@ -272,11 +299,14 @@ def _run(config, workdir: str, init_from: str | None, skips: SkipRegistry) -> di
         model = config.model.hf_dir or "the demo model"
         print(f"no data configured: training {model} on the synthetic corpus")
         sources, heldout = synthetic_sources(
-            workdir, seed=config.seed, train_docs=data.synthetic.train_docs, heldout_docs=data.synthetic.heldout_docs
+            generated_dir(workdir),
+            seed=config.seed,
+            train_docs=data.synthetic.train_docs,
+            heldout_docs=data.synthetic.heldout_docs,
         )
     print("training data:", sources.summary())
     from_scratch = not config.model.hf_dir
-    hf_dir = os.path.abspath(config.model.hf_dir or demo_model_dir(config, workdir, sources))
+    hf_dir = os.path.abspath(config.model.hf_dir or demo_model_dir(config, generated_dir(workdir), sources))
     resolved = config.copy_and_resolve_references()
     resolved.model.hf_dir = hf_dir
     if jax.process_index() == 0:

@@ -71,6 +71,9 @@ def _check_stages(config) -> None:
         if stage.steps < 1:
             raise ConfigError(f"--config.{name}.steps={stage.steps}: must be at least 1")
     _check_buckets(config.data.buckets, "data.buckets")
+    prefetch = config.data.get("prefetch", 2)
+    if not isinstance(prefetch, int) or prefetch < 0:
+        raise ConfigError(f"--config.data.prefetch={prefetch}: batches featurised ahead, an integer >= 0")
     if config.checkpoint.every < 1 or config.checkpoint.keep < 1:
         raise ConfigError(
             f"--config.checkpoint.every={config.checkpoint.every} and --config.checkpoint.keep="

@@ -126,6 +126,7 @@ class CheckpointManager:
         async_save: bool = False,
     ):
         self.directory = os.path.abspath(os.fspath(directory))
+        self.save_interval_steps = int(save_interval_steps)
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep,
             save_interval_steps=save_interval_steps,
@@ -137,6 +138,11 @@ class CheckpointManager:
     def latest_step(self) -> int | None:
         """Newest finished checkpoint step, None when there is none."""
         return self._mgr.latest_step()
+
+    def due(self, step: int) -> bool:
+        """Whether the interval saves at `step`: decided on the host from the step count,
+        with no collective, so a loop asks every step and calls `save` only when due."""
+        return step > 0 and step % self.save_interval_steps == 0
 
     def all_steps(self) -> list[int]:
         return list(self._mgr.all_steps())

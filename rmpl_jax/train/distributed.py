@@ -1,6 +1,9 @@
 """Multi-process setup and global batches.
 
-`initialize` must run before anything touches a JAX backend (devices, arrays, jit).
+`initialize` must run before anything touches a JAX backend (devices, arrays, jit). With
+explicit values (coordinator, process count, process id) it joins that job; with none it
+asks JAX's cluster detection (Cloud TPU VM slices, SLURM, Open MPI, Kubernetes), so the
+same command on every worker of a slice or cluster joins one job.
 """
 
 from __future__ import annotations
@@ -11,9 +14,28 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax._src import clusters as jax_clusters  # the environments jax.distributed.initialize() detects
 from jax.sharding import Mesh, NamedSharding
 
 from rmpl_jax.train import sharding as shd
+
+
+def detected_cluster() -> str | None:
+    """The cluster environment JAX's `jax.distributed.initialize()` would detect here
+    ('slurm', 'ompi', 'gce_tpu', 'gke_tpu', 'k8s', ...), None outside one."""
+    for env in jax_clusters.ClusterEnv._cluster_types:
+        if not env.opt_in_only_method and env.is_env_present():
+            return getattr(env, "name", env.__name__)
+    return None
+
+
+def _set_cpu_collectives(cpu_collectives: str | None) -> None:
+    # On CPU, cross-process collectives need Gloo, set before the backend starts.
+    if cpu_collectives == "auto":
+        platforms = (jax.config.jax_platforms or "").lower()
+        cpu_collectives = "gloo" if (not platforms or "cpu" in platforms) else None
+    if cpu_collectives:
+        jax.config.update("jax_cpu_collectives_implementation", cpu_collectives)
 
 
 def initialize(
@@ -21,19 +43,35 @@ def initialize(
     num_processes: int | None = None,
     process_id: int | None = None,
     *,
+    auto: bool = True,
     local_device_ids: Sequence[int] | None = None,
     cpu_collectives: str | None = "auto",
     initialization_timeout: int = 300,
 ) -> bool:
-    """Joins a multi-process job when configured; returns whether it did.
+    """Joins a multi-process job when configured or detected; returns whether it did.
 
-    With all three of coordinator_address ('host:port'), num_processes and process_id unset
-    (or num_processes == 1) this is a no-op. On CPU, cross-process collectives need Gloo, set
-    before the backend starts: `cpu_collectives='auto'` sets it unless JAX is restricted to
-    non-CPU platforms; 'gloo'/'mpi' force one; None leaves JAX's choice.
+    Explicit form: coordinator_address ('host:port'), num_processes and process_id, all
+    three (num_processes == 1 alone is a single-process run). With none of them set and
+    `auto`, a cluster environment JAX detects (`detected_cluster`) is joined with
+    `jax.distributed.initialize()` and no arguments; outside one this is a no-op.
+    `cpu_collectives='auto'` sets Gloo unless JAX is restricted to non-CPU platforms;
+    'gloo'/'mpi' force one; None leaves JAX's choice.
     """
     given = [coordinator_address is not None, num_processes is not None, process_id is not None]
-    if not any(given) or (num_processes == 1 and not coordinator_address):
+    if not any(given):
+        cluster = detected_cluster() if auto else None
+        if cluster is None:
+            return False
+        _set_cpu_collectives(cpu_collectives)
+        try:
+            jax.distributed.initialize(initialization_timeout=int(initialization_timeout))
+        except (RuntimeError, ValueError) as e:
+            raise RuntimeError(
+                f"distributed: a {cluster} environment was detected but joining it failed ({e}); set "
+                "distributed.coordinator_address, num_processes and process_id, or distributed.auto=False"
+            ) from e
+        return True
+    if num_processes == 1 and not coordinator_address:
         return False
     if not all(given):
         raise ValueError(
@@ -46,11 +84,7 @@ def initialize(
         raise ValueError(f'distributed: coordinator_address must be "host:port", got {coordinator_address!r}')
     if int(num_processes) < 1 or not 0 <= int(process_id) < int(num_processes):
         raise ValueError(f"distributed: need 0 <= process_id ({process_id}) < num_processes ({num_processes})")
-    if cpu_collectives == "auto":
-        platforms = (jax.config.jax_platforms or "").lower()
-        cpu_collectives = "gloo" if (not platforms or "cpu" in platforms) else None
-    if cpu_collectives:
-        jax.config.update("jax_cpu_collectives_implementation", cpu_collectives)
+    _set_cpu_collectives(cpu_collectives)
     kwargs = dict(
         coordinator_address=str(coordinator_address),
         num_processes=int(num_processes),
@@ -71,9 +105,14 @@ def initialize(
 
 def initialize_from_config(cfg: Mapping[str, Any] | Any) -> bool:
     """`initialize` from a config block with keys coordinator_address, num_processes,
-    process_id (missing keys = unset)."""
+    process_id and auto (missing keys = unset; auto defaults to True)."""
     get = cfg.get if isinstance(cfg, Mapping) else (lambda k, d=None: getattr(cfg, k, d))
-    return initialize(get("coordinator_address", None), get("num_processes", None), get("process_id", None))
+    return initialize(
+        get("coordinator_address", None),
+        get("num_processes", None),
+        get("process_id", None),
+        auto=bool(get("auto", True)),
+    )
 
 
 def global_batch(

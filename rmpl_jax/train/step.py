@@ -94,10 +94,6 @@ class TrainStep:
         self.input_key, self.mask_key = input_key, mask_key
         self.exclude = frozenset(exclude_keys)
         self.static = frozenset(static_keys)
-        if self.static and self.accum > 1:
-            raise ValueError(
-                "static_keys cannot be split into microbatches; use grad_accum_steps=1 with static batch inputs"
-            )
         self.schedule = lr_schedule
         self.donate = donate
         self._jits: dict[Any, Any] = {}
@@ -150,6 +146,12 @@ class TrainStep:
                     )
                 continue
             n = v.shape[d]
+            examples = ids.shape[0]
+            if self.accum > 1 and n % examples:
+                raise ValueError(
+                    f"batch[{k!r}]: {n} rows along the batch axis are not a whole number per example "
+                    f"({examples} examples); they cannot be split into microbatches by example"
+                )
             if n % (self.accum * per_device):
                 raise ValueError(
                     f"batch[{k!r}]: batch size {n} must be divisible by grad_accum_steps "
@@ -189,15 +191,36 @@ class TrainStep:
         return jnp.where(dropped > 0, jnp.nan, loss_sum), count
 
     def _split_micro(self, batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+        """[accum, ...] microbatches, split by example. A key with several rows per example
+        along its batch axis (Qwen's `pixel_values`: each example's patches, consecutive)
+        moves those rows together, so every microbatch keeps whole images."""
+        examples = batch[self.input_key].shape[0]
         out = {}
         for k, v in batch.items():
             d = self._batch_dim(k, v.ndim)
             x = jnp.moveaxis(v, d, 0)
-            b = x.shape[0]
+            rows, per = x.shape[0], x.shape[0] // examples
             # Example i goes to microbatch i % n: each device's shard splits evenly across
             # microbatches, so no data moves between devices.
-            x = x.reshape((b // self.accum, self.accum) + x.shape[1:]).swapaxes(0, 1)
+            x = x.reshape((examples // self.accum, self.accum, per) + x.shape[1:]).swapaxes(0, 1)
+            x = x.reshape((self.accum, rows // self.accum) + x.shape[3:])
             out[k] = jnp.moveaxis(x, 1, d + 1)
+        return out
+
+    def _micro_static(self, static: Mapping[str, np.ndarray], examples: int) -> dict[str, np.ndarray]:
+        """A microbatch's static inputs: a value with one row per example (Qwen's
+        `image_grid_thw`) keeps the rows of one microbatch; those rows must be equal, since
+        one compiled body serves every microbatch. Other values pass unchanged."""
+        out = {}
+        for k, v in static.items():
+            if v.ndim and v.shape[0] == examples:
+                if not (v == v[:1]).all():
+                    raise ValueError(
+                        f"batch[{k!r}] differs between examples; with grad_accum_steps={self.accum} "
+                        "every example of a batch needs the same value (one image size per batch)"
+                    )
+                v = v[: examples // self.accum]
+            out[k] = v
         return out
 
     def _step(self, mutable: dict, frozen: Flat, batch: Mapping[str, jax.Array], batch_sh, static):
@@ -208,6 +231,7 @@ class TrainStep:
             (loss_sum, count), grads = grad_fn(trainable, frozen, batch, static)
         else:
             micro = self._split_micro(batch)
+            static = self._micro_static(static, batch[self.input_key].shape[0])
             tr_sh = self.shardings.trainable
 
             def body(carry, mb):
@@ -347,7 +371,10 @@ def make_train_step(
       layout, optimizer, mesh, state: from `split_model`, `make_optimizer`, `make_mesh`,
         `create_train_state` (state may be abstract; only its shapes are read).
       rules: logical-axis rules (default `sharding.DEFAULT_RULES`).
-      grad_accum_steps: microbatches per step, scanned; gradients summed in f32.
+      grad_accum_steps: microbatches per step, scanned; gradients summed in f32. The batch
+        splits by example: a key with several rows per example along its batch axis
+        (`pixel_values`: patches) keeps each example's rows together, and a static key with
+        one (equal) row per example gives each microbatch its share of rows.
       compute_dtype: e.g. 'bfloat16' casts floating params for the forward/backward;
         trainables stay f32 masters. None computes in the stored dtypes.
       loss_chunk_size: sequence positions per cross-entropy chunk.

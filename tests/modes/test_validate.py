@@ -22,6 +22,7 @@ def test_defaults_pass():
         (lambda c: setattr(c.stage1, "tasks", {"text_ee": 0.0}), "at least one > 0"),
         (lambda c: c.stage1.update(steps=0), "--config.stage1.steps=0"),
         (lambda c: c.data.update(buckets=()), "--config.data.buckets"),
+        (lambda c: c.data.update(prefetch=-1), r"--config.data.prefetch=-1: batches featurised ahead"),
         (lambda c: c.update(mesh_shape=(2, 1, 1)), r"--config.mesh_shape: .*needs 2 devices, 1 are available"),
         (lambda c: c.update(mesh_shape=(1, 1)), "--config.mesh_shape"),
         (lambda c: c.train.update(grad_accum=3), r"--config.data.batch_size=8: .*a multiple of 3"),
