@@ -32,6 +32,13 @@ def get_config():
     c.checkpoint = ""  # a training run, stage or checkpoints directory; empty: the HF weights as is
     c.checkpoint_step = -1  # -1: the latest
 
+    # Candidate boxes (README "Candidate boxes"); unset: as the training run had them.
+    c.candidates = ml_collections.ConfigDict()
+    c.candidates.use = placeholder(bool)
+    c.candidates.tasks = placeholder(tuple)
+    c.candidates.min_score = placeholder(float)
+    c.candidates.max_per_image = placeholder(int)
+    c.candidates.detections = ""  # the YOLO JSON; empty: yolov8_objects.json beside the annotations
     c.image_side = placeholder(int)  # the training square side (a multiple of 28); 0: photos at their own size
     c.batch_size = 16
     c.max_new_tokens = 128
