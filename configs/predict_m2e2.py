@@ -21,6 +21,7 @@ def get_config():
     c.images_dir = ""  # M2E2 photos (<image_id>.jpg); absent photos are counted, text only
     c.lenient = False  # skip and count bad annotation records and unreadable photos instead of failing
     c.limit = 0  # > 0: only the first N sentences (and their photos), scored on those alone
+    c.photos_only = False  # only the photos in images_dir, no sentences, scored on those alone
 
     c.model = ml_collections.ConfigDict()
     # Unset: the training run's (else the defaults of configs/stage1.py; image side 448).

@@ -132,6 +132,13 @@ def _limit(corpus, n: int):
     return dataclasses.replace(corpus, sentences=sentences, images=images, coref=coref, missing_images=missing)
 
 
+def _photos_only(corpus):
+    """The photos of images_dir alone, no sentences (a look at image scores on the few photos
+    there are: every score but the image ones is empty)."""
+    images = {k: v for k, v in corpus.images.items() if v.path}
+    return dataclasses.replace(corpus, sentences={}, images=images, coref=(), missing_images=())
+
+
 def run(config, workdir: str) -> dict:
     """Writes workdir/predictions.jsonl and workdir/metrics.json (strict); returns the metrics.
     Prints what was skipped, by reason, when it ends."""
@@ -155,6 +162,8 @@ def _run(config, workdir: str, skips: SkipRegistry) -> dict:
     skips.add_read_report(corpus.report)
     if config.limit:
         corpus = _limit(corpus, int(config.limit))
+    if config.photos_only:
+        corpus = _photos_only(corpus)
     photos = readable_photos(
         corpus.sentences.values(),
         config.images_dir or None,

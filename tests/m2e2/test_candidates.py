@@ -57,7 +57,9 @@ def test_prompt_lists_candidates_and_target_names_one():
 def test_parse_accepts_only_listed_candidates():
     codec = CODECS["qwen2_5_vl"]
     values = candidate_values((PERSON, CAR), (224, 112), codec)
-    ctx = grammar.Context("image_argument", image_size=(224, 112), codec=codec, event_type="Life:Die", candidates=values)
+    ctx = grammar.Context(
+        "image_argument", image_size=(224, 112), codec=codec, event_type="Life:Die", candidates=values
+    )
     ok = parse.parse(f"Victim: {values[0]}\nInstrument: {values[1]}", ctx)
     assert ok.failures == 0 and [a.box for a in ok.events[0].arguments] == [
         codec.quantize(PERSON.box, (224, 112)),
