@@ -21,6 +21,7 @@ def get_config():
     c.images_dir = ""  # M2E2 photos (<image_id>.jpg); absent photos are counted, text only
     c.lenient = False  # skip and count bad annotation records and unreadable photos instead of failing
     c.limit = 0  # > 0: only the first N sentences (and their photos), scored on those alone
+    c.photos_only = False  # only the photos in images_dir, no sentences, scored on those alone
 
     c.model = ml_collections.ConfigDict()
     # Unset: the training run's (else the defaults of configs/stage1.py; image side 448).
@@ -33,6 +34,13 @@ def get_config():
     c.checkpoint_step = -1  # -1: the latest
     c.merge_lora = True  # fold LoRA adapters into the weights for decoding (False: keep them)
 
+    # Candidate boxes (README "Candidate boxes"); unset: as the training run had them.
+    c.candidates = ml_collections.ConfigDict()
+    c.candidates.use = placeholder(bool)
+    c.candidates.tasks = placeholder(tuple)
+    c.candidates.min_score = placeholder(float)
+    c.candidates.max_per_image = placeholder(int)
+    c.candidates.detections = ""  # the YOLO JSON; empty: yolov8_objects.json beside the annotations
     c.image_side = placeholder(int)  # the training square side (a multiple of 28); 0: photos at their own size
     c.batch_size = 16
     c.max_new_tokens = 128

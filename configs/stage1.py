@@ -66,8 +66,19 @@ def get_config():
     c.data.mnre_images = ""
     c.data.lenient = False  # skip and count bad records, photos and too-long examples instead of failing
     c.data.synthetic = ml_collections.ConfigDict(dict(train_docs=300, heldout_docs=30))
+    # Image arguments grounded in detector candidates (README "Candidate boxes"): the tasks'
+    # prompts list a photo's detector boxes and each argument names one instead of writing free
+    # numbers. Synthetic photos bring their own detector output; imSitu/SWiG photos take a
+    # detections file in the YOLO JSON shape of the shared M2E2 file.
+    c.data.candidates = ml_collections.ConfigDict()
+    c.data.candidates.use = False
+    c.data.candidates.tasks = ("visual_ee", "image_argument")
+    c.data.candidates.min_iou = 0.5  # a gold box is trained as its best candidate at this IoU, else dropped
+    c.data.candidates.min_score = 0.25  # detections listed: score >= this, highest first ...
+    c.data.candidates.max_per_image = 10  # ... at most this many (0: all)
+    c.data.candidates.imsitu_detections = ""
     c.data.image_side = 112  # every photo is resized to this square (a multiple of 28)
-    c.data.buckets = (256, 384)
+    c.data.buckets = (256, 384, 512)  # 512: visual_ee prompts that list candidates
     c.data.batch_size = 8  # global
     c.data.num_workers = 0  # featurising processes (0: threads of the training process)
     c.data.prefetch = 2  # batches featurised ahead in the background while a step runs

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from rmpl_jax.data.detections import attach_candidates, read_detections
 from rmpl_jax.data.images import check_photos
 from rmpl_jax.data.imsitu import read_imsitu
 from rmpl_jax.data.jmee import read_jmee
@@ -28,12 +29,14 @@ from rmpl_jax.data.mnre import read_mnre
 from rmpl_jax.data.oneie import read_oneie
 from rmpl_jax.data.pipeline import TaskSource
 from rmpl_jax.data.synthetic import SyntheticSplit, generate_corpus
+from rmpl_jax.data.synthetic_detections import synthetic_detections
 from rmpl_jax.io.errors import ConfigError
 from rmpl_jax.io.read_report import ReadReport
 from rmpl_jax.io.shared_data import shared_data_path
 from rmpl_jax.io.skips import SkipRegistry
 from rmpl_jax.m2e2 import grammar, ontology, render
 from rmpl_jax.m2e2.boxes import BoxCodec
+from rmpl_jax.m2e2.candidates import ground_item, scaled
 from rmpl_jax.m2e2.records import (
     Box,
     BoxArgument,
@@ -59,7 +62,7 @@ class Sources:
 
 
 def scale_to_frame(item: ImageItem, size: tuple[int, int], side: int) -> ImageItem:
-    """The item's boxes in the side x side frame the model sees."""
+    """The item's boxes (and candidates) in the side x side frame the model sees."""
     sx, sy = side / size[0], side / size[1]
     events = tuple(
         ImageEvent(
@@ -71,19 +74,74 @@ def scale_to_frame(item: ImageItem, size: tuple[int, int], side: int) -> ImageIt
         )
         for e in item.events
     )
-    return dataclasses.replace(item, events=events)
+    return dataclasses.replace(item, events=events, candidates=scaled(item.candidates, sx, sy))
 
 
-def synthetic_sources(workdir: str, *, seed: int, train_docs: int, heldout_docs: int) -> tuple[Sources, SyntheticSplit]:
-    """The embedded default corpus: (training sources, held-out split)."""
+@dataclasses.dataclass(frozen=True)
+class CandidateSettings:
+    """`data.candidates` of a config: which tasks list detector candidates and name one per
+    box; gold boxes are grounded to a candidate at IoU >= min_iou (else dropped, counted);
+    a prompt lists at most max_per_image detections of score >= min_score."""
+
+    tasks: tuple[str, ...] = ()
+    min_iou: float = 0.5
+    min_score: float = 0.25
+    max_per_image: int = 10
+
+    @classmethod
+    def from_config(cls, block) -> CandidateSettings:
+        if block is None or not block.use:
+            return cls()
+        default = cls()
+        return cls(
+            tuple(block.tasks),
+            float(block.get("min_iou", default.min_iou)),  # predict grounds nothing: no min_iou there
+            float(block.min_score),
+            int(block.max_per_image),
+        )
+
+
+def with_detections(items, detections, settings: CandidateSettings, skips: SkipRegistry, what: str) -> list[ImageItem]:
+    """Items with their candidates attached; photos the detections do not name are counted."""
+    items, unnamed = attach_candidates(
+        items, detections, min_score=settings.min_score, max_count=settings.max_per_image
+    )
+    if unnamed:
+        skips.add(
+            f"{what}: photos without detections (no candidates: their answer can only be 'none')",
+            unnamed[0],
+            count=len(unnamed),
+        )
+    return items
+
+
+def synthetic_sources(
+    workdir: str,
+    *,
+    seed: int,
+    train_docs: int,
+    heldout_docs: int,
+    candidates: CandidateSettings = CandidateSettings(),
+    skips: SkipRegistry | None = None,
+) -> tuple[Sources, SyntheticSplit]:
+    """The embedded default corpus: (training sources, held-out split). With candidate tasks,
+    every photo carries the synthetic detector's boxes (`data/synthetic_detections.py`)."""
     corpus = generate_corpus(
         os.path.join(workdir, "synthetic_images"), seed=seed, train_docs=train_docs, heldout_docs=heldout_docs
     )
-    train = corpus["train"]
-    return Sources(train.sentences, train.images, train.image_sizes), corpus["heldout"]
+    train, heldout = corpus["train"], corpus["heldout"]
+    if candidates.tasks:
+        skips = skips if skips is not None else SkipRegistry()
+        for name in ("train", "heldout"):
+            split = corpus[name]
+            found = synthetic_detections(split, seed=seed)
+            items = with_detections(split.images, found, candidates, skips, f"synthetic {name}")
+            corpus[name] = dataclasses.replace(split, images=tuple(items))
+        train, heldout = corpus["train"], corpus["heldout"]
+    return Sources(train.sentences, train.images, train.image_sizes), heldout
 
 
-def real_sources(data, skips: SkipRegistry) -> Sources:
+def real_sources(data, skips: SkipRegistry, candidates: CandidateSettings = CandidateSettings()) -> Sources:
     """Sources named in the config's `data` block (any may be empty). Bad records and
     unreadable photos are errors, or skipped and counted in `skips` when `data.lenient`."""
 
@@ -106,7 +164,13 @@ def real_sources(data, skips: SkipRegistry) -> Sources:
         readable = check_photos(
             (i.path for i in found if i.path), lenient=data.lenient, skips=skips, what=data.imsitu_path
         )
-        images += [i for i in found if i.path in readable]
+        found = [i for i in found if i.path in readable]
+        if candidates.tasks and data.candidates.imsitu_detections:
+            detections, report = read_detections(data.candidates.imsitu_detections, lenient=data.lenient)
+            print(report.summary())
+            skips.add_read_report(report)
+            found = with_detections(found, detections, candidates, skips, data.candidates.imsitu_detections)
+        images += found
         sizes.update(found_sizes)
     if data.mnre_path:
         found, report = read_mnre(data.mnre_path, images_dir=data.mnre_images or None, lenient=data.lenient)
@@ -124,8 +188,17 @@ def real_sources(data, skips: SkipRegistry) -> Sources:
     return Sources(tuple(sentences), tuple(images), sizes, tuple(relations), tuple(reports))
 
 
-def task_examples(task: str, sources: Sources, codec: BoxCodec, side: int) -> list[grammar.Example]:
-    """Every example of `task` from the sources (image tasks: only photos on disk)."""
+def task_examples(
+    task: str,
+    sources: Sources,
+    codec: BoxCodec,
+    side: int,
+    candidates: CandidateSettings = CandidateSettings(),
+    skips: SkipRegistry | None = None,
+) -> list[grammar.Example]:
+    """Every example of `task` from the sources (image tasks: only photos on disk). In the
+    candidate tasks, photos with candidates name one per box: each gold box is grounded to
+    its best candidate, and arguments without one at `min_iou` are dropped and counted."""
     if task == "mnre":
         return [ex for r in sources.relations for ex in render.render("mnre", r)]
     if task in grammar.TEXT_TASKS:
@@ -135,6 +208,17 @@ def task_examples(task: str, sources: Sources, codec: BoxCodec, side: int) -> li
         if item.path is None:
             continue
         framed = scale_to_frame(item, sources.image_sizes[item.image_id], side)
+        if task in candidates.tasks and framed.candidates is not None:
+            framed, dropped = ground_item(framed, candidates.min_iou)
+            if dropped and skips is not None:
+                skips.add(
+                    f"task {task}: image arguments without a candidate at IoU >= {candidates.min_iou}, "
+                    "left out of the target",
+                    item.image_id,
+                    count=dropped,
+                )
+        else:
+            framed = dataclasses.replace(framed, candidates=None)
         out += render.render(task, framed, image_size=(side, side), codec=codec)
     return out
 
@@ -149,6 +233,7 @@ def stage_tasks(
     max_tokens: int,
     lenient: bool,
     skips: SkipRegistry,
+    candidates: CandidateSettings = CandidateSettings(),
 ) -> list[TaskSource]:
     """Weighted task sources of a stage; a task of weight 0 (how a config override drops one)
     or with no examples is reported and left out.
@@ -165,7 +250,7 @@ def stage_tasks(
         if weight <= 0:
             print(f"task {task}: weight {weight}, left out of the mixture")
             continue
-        examples = task_examples(task, sources, codec, side)
+        examples = task_examples(task, sources, codec, side, candidates, skips)
         lengths = token_lengths(examples)
         kept = drop_too_long(task, examples, lengths, max_tokens, lenient=lenient, skips=skips)
         length_of = {id(ex): int(n) for ex, n in zip(examples, lengths)}

@@ -8,7 +8,9 @@ Three kinds, all deterministic over UTF-8 bytes:
 - a **span** automaton per sentence: ` ` + words copied from the sentence, ending on a word
   boundary with at least k occurrences of the copied words (the head's `@k`);
 - a **box** automaton per (codec, frame): ` [x1, y1, x2, y2]`, every number a code inside the
-  frame exactly as the codec writes it.
+  frame exactly as the codec writes it;
+- a **choice** automaton per candidate list (boxes grounded in detector candidates):
+  ` ` + exactly one of the listed values `LABEL [x1, y1, x2, y2]`, nothing else.
 A value ends with `\\n` (EXIT: back to the line start of the current event type, which the
 decoder keeps in a register) or with the end-of-turn token (an accepting state).
 
@@ -334,4 +336,32 @@ class BoxAutomaton:
                 nxt = self.step(self._first(i + 1))
                 out.update(nxt)  # digits never start a literal, so no clash
         self._memo[state] = out
+        return out
+
+
+# ------------------------------------------------------------------------------ choices
+
+
+class ChoiceAutomaton:
+    """` ` + exactly one of `choices` (a photo's candidate values), at the box entry: a box can
+    only copy a listed candidate, the way a span can only copy the sentence. No choices: no box
+    value can be written (only `none` finishes the answer)."""
+
+    def __init__(self, choices: Sequence[str]):
+        for c in choices:
+            if not c or "\n" in c or "\r" in c:
+                raise ValueError(f"candidate value {c!r} must be non-empty and without line breaks")
+        self.choices = tuple(choices)
+        self.edges, self.finals, self.root = _minimal_dfa(b" " + c.encode("utf-8") for c in self.choices)
+
+    def entries(self) -> dict[int, object]:
+        return {BOX_ENTRY: self.root} if self.choices else {}
+
+    def accepting(self, state) -> bool:
+        return self.finals[state]
+
+    def step(self, state) -> dict[int, object]:
+        out = dict(self.edges[state])
+        if self.finals[state]:
+            out[NEWLINE] = EXIT  # values hold no newline, so no clash
         return out

@@ -38,6 +38,7 @@ from rmpl_jax.infer.automata import (
     N_ENTRIES,
     VALUE_TASKS,
     BoxAutomaton,
+    ChoiceAutomaton,
     SpanAutomaton,
     build_skeleton,
 )
@@ -385,6 +386,11 @@ def _box_cached(codec: BoxCodec, frame: tuple[int, int], vocab: TokenVocab) -> V
     return _value_tables(BoxAutomaton(codec, frame), vocab)
 
 
+@functools.lru_cache(maxsize=4096)
+def _choice_cached(choices: tuple[str, ...], vocab: TokenVocab) -> ValueTables:
+    return _value_tables(ChoiceAutomaton(choices), vocab)
+
+
 @functools.lru_cache(maxsize=8)
 def _no_values(vocab: TokenVocab) -> ValueTables:
     empty = np.zeros(0, np.int32)
@@ -396,6 +402,11 @@ def _no_values(vocab: TokenVocab) -> ValueTables:
 def span_tables(words: Sequence[str], vocab: TokenVocab) -> ValueTables:
     """Value tables of a sentence (copied spans), cached per sentence."""
     return _span_cached(tuple(words), vocab)
+
+
+def choice_tables(choices: Sequence[str], vocab: TokenVocab) -> ValueTables:
+    """Value tables of a candidate list (a box copies one listed value), cached per list."""
+    return _choice_cached(tuple(choices), vocab)
 
 
 def box_tables(codec: BoxCodec, frame: ImageSize, vocab: TokenVocab) -> ValueTables:
@@ -423,6 +434,8 @@ def example_constraint(grammar: TaskGrammar, context: grammar.Context) -> Exampl
     kind = VALUE_TASKS[grammar.task]
     if kind == "span":  # a sentence without words can only answer `none`
         values = span_tables(context.words, grammar.vocab)
+    elif kind == "box" and context.candidates is not None:  # grounded: copy a listed candidate
+        values = choice_tables(context.candidates, grammar.vocab)
     elif kind == "box":
         if context.codec is None or context.image_size is None:
             raise ValueError(f"task {grammar.task} needs codec and image_size in its context")

@@ -37,6 +37,7 @@ from rmpl_jax.infer.decode import DEFAULT_BUCKETS, Decoder, Prompt, pick_bucket
 from rmpl_jax.io.progress import progress as progress_bar
 from rmpl_jax.m2e2 import grammar, parse, render
 from rmpl_jax.m2e2.boxes import BoxCodec
+from rmpl_jax.m2e2.candidates import scaled
 from rmpl_jax.m2e2.predictions import ImagePrediction, PredictionSet, TextPrediction
 from rmpl_jax.m2e2.records import (
     Box,
@@ -135,8 +136,21 @@ def _text_events(runner, sentences: list[Sentence], pipeline: str, failures) -> 
     return events
 
 
-def _image_events(runner, present: list[ImageItem], frames, codec, pipeline: str, failures) -> dict[str, list]:
-    blank = {i.image_id: dataclasses.replace(i, events=()) for i in present}
+def _in_frame(item: ImageItem, task: str, candidate_tasks, frame, size) -> ImageItem:
+    """The bare item the prompt of `task` shows: no events; candidates, scaled into the
+    model's frame, only when the task lists them."""
+    if task not in candidate_tasks or item.candidates is None:
+        return dataclasses.replace(item, events=(), candidates=None)
+    return dataclasses.replace(
+        item, events=(), candidates=scaled(item.candidates, frame[0] / size[0], frame[1] / size[1])
+    )
+
+
+def _image_events(
+    runner, present: list[ImageItem], frames, sizes, codec, pipeline: str, failures, candidate_tasks
+) -> dict[str, list]:
+    task = "visual_ee" if pipeline == "joint" else "image_argument"
+    blank = {i.image_id: _in_frame(i, task, candidate_tasks, frames[i.image_id], sizes[i.image_id]) for i in present}
     if pipeline == "joint":
         items = [_Item(k, render.render_visual_ee(i, frames[k], codec)) for k, i in blank.items()]
         return {k: list(p.events) for k, p in _decode(runner, "visual_ee", items, False, failures).items()}
@@ -228,12 +242,15 @@ def predict_records(
     progress: bool = True,
     seed: int = 0,
     pipeline: str = "joint",
+    candidate_tasks: Sequence[str] = (),
 ) -> tuple[PredictionSet, dict]:
     """Text events for every sentence, image events for every photo with a file, coref pairs.
 
     pipeline: "joint" asks for whole events at once (stage-1 tasks text_ee, visual_ee);
     "stage2" first identifies event mentions (text_mention, image_mention), then asks for
     each mention's arguments (text_argument, image_argument) — what stage 2 trains.
+    candidate_tasks: the box tasks (visual_ee, image_argument) whose prompts list each photo's
+    `candidates` (detector boxes) and whose boxes copy one of them (`m2e2/candidates.py`).
 
     model: a family's model (`models.family.CausalLM`; LoRA adapters may be attached).
     processor: the family's processor, with a tokenizer. image_sizes: image_id -> (width,
@@ -289,6 +306,7 @@ def predict_records(
         ),
         "constrained": bool(constrained),
         "pipeline": pipeline,
+        "candidate_tasks": list(candidate_tasks),
         "decoded_items": 0,
         "tokens": 0,
         "unfinished": 0,
@@ -298,7 +316,7 @@ def predict_records(
     failures: dict[str, list[int]] = {}
     start = time.perf_counter()
     text_events = _text_events(runner, sentences, pipeline, failures)
-    image_events = _image_events(runner, present, frames, codec, pipeline, failures)
+    image_events = _image_events(runner, present, frames, sizes, codec, pipeline, failures, tuple(candidate_tasks))
     seconds = time.perf_counter() - start
     bar.close()
 

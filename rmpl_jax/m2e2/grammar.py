@@ -59,7 +59,8 @@ class Context:
 
     words: the sentence (text tasks, mnre). image_size: (width, height) and codec: the
     box codec (visual_ee, image_argument). event_type/trigger: the given event
-    (argument tasks; trigger for text_argument only).
+    (argument tasks; trigger for text_argument only). candidates: the values
+    (`LABEL [x1, y1, x2, y2]`) a box argument must be one of, or None for free boxes.
     """
 
     task: str
@@ -68,6 +69,7 @@ class Context:
     codec: BoxCodec | None = None
     event_type: str | None = None
     trigger: Span | None = None
+    candidates: tuple[str, ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -137,6 +137,11 @@ def _parse_argument(context, event_type, i, line, fails):
 
 
 def _parse_box(value: str, context: Context, i: int, fails) -> Box | None:
+    if context.candidates is not None:
+        if value.strip() not in context.candidates:
+            fails.add(i, f"{value[:80]!r} is none of the listed candidates")
+            return None
+        value = value.strip()[value.strip().rindex(" [") + 1 :]
     m = _BOX.fullmatch(value.strip())
     if m is None:
         fails.add(i, f"expected a box [x1, y1, x2, y2], got {value[:80]!r}")

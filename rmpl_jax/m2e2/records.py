@@ -87,15 +87,27 @@ class ImageEvent:
 
 
 @dataclasses.dataclass(frozen=True)
+class Detection:
+    """One object detector box (a candidate for image arguments): its label and score."""
+
+    label: str
+    box: Box
+    score: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
 class ImageItem:
     """One photo and its events (M2E2 gold has exactly one; unannotated photos none).
 
-    `path` is the image file when it is available on disk, else None.
+    `path` is the image file when it is available on disk, else None. `candidates`: the
+    detector boxes its image-argument prompts list (in the same pixels as the events), or
+    None when boxes are written freely (`m2e2/candidates.py`).
     """
 
     image_id: str
     events: tuple[ImageEvent, ...] = ()
     path: str | None = None
+    candidates: tuple[Detection, ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from rmpl_jax.m2e2 import ontology
 from rmpl_jax.m2e2.boxes import BoxCodec, ImageSize
+from rmpl_jax.m2e2.candidates import candidate_value, candidate_values
 from rmpl_jax.m2e2.grammar import (
     EVENT,
     NONE,
@@ -41,6 +42,36 @@ _SPAN_RULE = (
 
 def _prompt(*lines: str) -> str:
     return "\n".join(lines)
+
+
+def _box_format(item: ImageItem, image_size: ImageSize, codec: BoxCodec) -> tuple[str, str]:
+    """(how an argument line is described, the prompt line listing the candidates or '')."""
+    if item.candidates is None:
+        return f"'ROLE: [x1, y1, x2, y2]' per argument, with {codec.description}", ""
+    values = candidate_values(item.candidates, image_size, codec)
+    listed = "; ".join(values) if values else "none"
+    return (
+        f"'ROLE: LABEL [x1, y1, x2, y2]' per argument, copying one of the candidates, with {codec.description}",
+        f"Candidates: {listed}",
+    )
+
+
+def _box_value(item: ImageItem, box, image_size: ImageSize, codec: BoxCodec) -> str:
+    """A box argument's value: free codes, or the listed candidate with the same codes."""
+    codes = codec.encode(box, image_size)
+    if item.candidates is None:
+        return codec.format(codes)
+    for d in item.candidates:
+        if codec.encode(d.box, image_size) == codes:
+            return candidate_value(d, image_size, codec)
+    raise ValueError(
+        f"{item.image_id}: argument box {codec.format(codes)} is none of the candidates; "
+        "ground the events first (m2e2.candidates.ground_item)"
+    )
+
+
+def _candidate_context(item: ImageItem, image_size: ImageSize, codec: BoxCodec) -> tuple[str, ...] | None:
+    return None if item.candidates is None else candidate_values(item.candidates, image_size, codec)
 
 
 # ---------------------------------------------------------------- renderers
@@ -111,23 +142,30 @@ def render_text_argument(sentence: Sentence, event: TextEvent) -> Example:
 
 
 def render_visual_ee(item: ImageItem, image_size: ImageSize, codec: BoxCodec) -> Example:
-    """Image -> its event types and role boxes in the codec's numbers."""
+    """Image -> its event types and role boxes in the codec's numbers (with `item.candidates`:
+    each box names a listed candidate, `LABEL [codes]`)."""
     lines = []
     for e in canonical_image_events(item.events, image_size, codec):
         lines.append(f"{EVENT}{SEP}{e.event_type}")
-        lines.extend(f"{a.role}{SEP}{codec.format(codec.encode(a.box, image_size))}" for a in e.arguments)
+        lines.extend(f"{a.role}{SEP}{_box_value(item, a.box, image_size, codec)}" for a in e.arguments)
+    rule, listed = _box_format(item, image_size, codec)
     prompt = _prompt(
         "Task: extract the event shown in the image.",
         f"Event types (argument roles): {_schema_line(ontology.IMAGE_ROLES)}.",
-        "Write 'event: TYPE', then 'ROLE: [x1, y1, x2, y2]' per argument, with "
-        f"{codec.description}. Write 'none' if there is no event.",
+        f"Write 'event: TYPE', then {rule}. Write 'none' if there is no event.",
+        *([listed] if listed else []),
     )
     return Example(
         "visual_ee",
         item.image_id,
         prompt,
         _target(lines),
-        Context("visual_ee", image_size=tuple(image_size), codec=codec),
+        Context(
+            "visual_ee",
+            image_size=tuple(image_size),
+            codec=codec,
+            candidates=_candidate_context(item, image_size, codec),
+        ),
         item.path,
     )
 
@@ -144,22 +182,31 @@ def render_image_mention(item: ImageItem) -> Example:
 
 
 def render_image_argument(item: ImageItem, event: ImageEvent, image_size: ImageSize, codec: BoxCodec) -> Example:
-    """Image + an event type -> that event's role boxes."""
+    """Image + an event type -> that event's role boxes (with `item.candidates`: each box
+    names a listed candidate, `LABEL [codes]`)."""
     (e,) = canonical_image_events([event], image_size, codec)
     roles = ontology.IMAGE_ROLES[e.event_type]
+    rule, listed = _box_format(item, image_size, codec)
     prompt = _prompt(
         "Task: locate the arguments of the given event in the image.",
         f"Roles of {e.event_type}: {', '.join(roles)}.",
-        f"Write 'ROLE: [x1, y1, x2, y2]' per argument, with {codec.description}. Write 'none' if there is none.",
+        f"Write {rule}. Write 'none' if there is none.",
+        *([listed] if listed else []),
         f"{EVENT}{SEP}{e.event_type}",
     )
-    lines = [f"{a.role}{SEP}{codec.format(codec.encode(a.box, image_size))}" for a in e.arguments]
+    lines = [f"{a.role}{SEP}{_box_value(item, a.box, image_size, codec)}" for a in e.arguments]
     return Example(
         "image_argument",
         item.image_id,
         prompt,
         _target(lines),
-        Context("image_argument", image_size=tuple(image_size), codec=codec, event_type=e.event_type),
+        Context(
+            "image_argument",
+            image_size=tuple(image_size),
+            codec=codec,
+            event_type=e.event_type,
+            candidates=_candidate_context(item, image_size, codec),
+        ),
         item.path,
     )
 

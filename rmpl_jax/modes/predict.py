@@ -18,6 +18,8 @@ import jax
 import numpy as np
 from flax import nnx
 
+from rmpl_jax.data.curriculum import CandidateSettings, with_detections
+from rmpl_jax.data.detections import read_detections
 from rmpl_jax.data.m2e2 import read_m2e2, readable_photos
 from rmpl_jax.eval.report import write_report
 from rmpl_jax.eval.scorer import score
@@ -26,6 +28,7 @@ from rmpl_jax.infer.predict import predict_records
 from rmpl_jax.io.run_config import find_run_config
 from rmpl_jax.io.shared_data import shared_data_path
 from rmpl_jax.io.skips import SkipRegistry
+from rmpl_jax.m2e2.candidates import oracle_summary
 from rmpl_jax.m2e2.predictions import read_predictions, write_predictions
 from rmpl_jax.m2e2.records import image_id_of
 from rmpl_jax.models import lora
@@ -44,6 +47,10 @@ FROM_RUN = (
     ("model.lora_alpha", ("model", "lora_alpha"), 32.0),
     ("model.lora_targets", ("model", "lora_targets"), ""),  # '': the family's default
     ("image_side", ("data", "image_side"), 448),
+    ("candidates.use", ("data", "candidates", "use"), False),
+    ("candidates.tasks", ("data", "candidates", "tasks"), ("visual_ee", "image_argument")),
+    ("candidates.min_score", ("data", "candidates", "min_score"), 0.25),
+    ("candidates.max_per_image", ("data", "candidates", "max_per_image"), 10),
 )
 
 
@@ -69,6 +76,7 @@ def resolve_from_run(config) -> dict | None:
         holder = config[block] if block else config
         if holder[name] in (None, ""):
             found = _run_value(run, path)
+            found = tuple(found) if isinstance(found, list) else found  # JSON lists: config tuples
             holder[name] = found if found not in (None, "") else default
     return run
 
@@ -143,6 +151,13 @@ def _limit(corpus, n: int):
     return dataclasses.replace(corpus, sentences=sentences, images=images, coref=coref, missing_images=missing)
 
 
+def _photos_only(corpus):
+    """The photos of images_dir alone, no sentences (a look at image scores on the few photos
+    there are: every score but the image ones is empty)."""
+    images = {k: v for k, v in corpus.images.items() if v.path}
+    return dataclasses.replace(corpus, sentences={}, images=images, coref=(), missing_images=())
+
+
 def run(config, workdir: str) -> dict:
     """Writes workdir/predictions.jsonl and workdir/metrics.json (strict); returns the metrics.
     Prints what was skipped, by reason, when it ends."""
@@ -166,6 +181,8 @@ def _run(config, workdir: str, skips: SkipRegistry) -> dict:
     skips.add_read_report(corpus.report)
     if config.limit:
         corpus = _limit(corpus, int(config.limit))
+    if config.photos_only:
+        corpus = _photos_only(corpus)
     photos = readable_photos(
         corpus.sentences.values(),
         config.images_dir or None,
@@ -177,6 +194,17 @@ def _run(config, workdir: str, skips: SkipRegistry) -> dict:
         f"M2E2: {len(corpus.sentences)} sentences, {len(photos)} candidate photos "
         f"({sum(1 for p in photos if p.path)} on disk and readable), {len(corpus.coref)} gold pairs"
     )
+    candidates = CandidateSettings.from_config(config.candidates)
+    oracle = None
+    if candidates.tasks:
+        path = config.candidates.detections or os.path.join(m2e2_dir, "yolov8_objects.json")
+        detections, report = read_detections(path, lenient=config.lenient)
+        print(report.summary())
+        skips.add_read_report(report)
+        photos = with_detections(photos, detections, candidates, skips, path)
+        gold = with_detections(corpus.images.values(), detections, candidates, SkipRegistry(), path)
+        oracle = oracle_summary(gold)
+        print(f"candidate boxes from {path} for {candidates.tasks}; oracle ceiling: {oracle}")
     step = config.checkpoint_step if config.checkpoint_step >= 0 else None
     model, step = load_model(config.model, config.checkpoint, step, merge=config.merge_lora)
     family, model_config = family_and_config(config.model.hf_dir)
@@ -197,7 +225,10 @@ def _run(config, workdir: str, skips: SkipRegistry) -> dict:
         buckets=tuple(config.buckets),
         seed=config.seed,
         pipeline=config.pipeline,
+        candidate_tasks=candidates.tasks,
     )
+    if oracle is not None:
+        stats["candidate_oracle"] = oracle
     os.makedirs(workdir, exist_ok=True)
     path = os.path.join(workdir, "predictions.jsonl")
     write_predictions(path, predictions)

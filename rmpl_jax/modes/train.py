@@ -16,6 +16,7 @@ from flax import nnx
 
 from rmpl_jax.data import pipeline
 from rmpl_jax.data.curriculum import (
+    CandidateSettings,
     Sources,
     real_sources,
     stage_tasks,
@@ -30,6 +31,7 @@ from rmpl_jax.io.progress import progress
 from rmpl_jax.io.run_config import write_run_config
 from rmpl_jax.io.skips import SkipRegistry
 from rmpl_jax.m2e2 import render
+from rmpl_jax.m2e2.candidates import oracle_summary
 from rmpl_jax.models import lora
 from rmpl_jax.models.family import ModelFamily, Processor, write_demo_model
 from rmpl_jax.modes.model_setup import (
@@ -67,6 +69,7 @@ class Run:
     processor: Processor
     codec: object
     sources: Sources
+    candidates: CandidateSettings
     mesh: object
     card: RunCard
     skips: SkipRegistry
@@ -189,6 +192,7 @@ def train_stage(run: Run, name: str, init_from: str | None):
         max_tokens=max(config.data.buckets),
         lenient=config.data.lenient,
         skips=run.skips,
+        candidates=run.candidates,
     )
     for source in sources:
         print(f"  task {source.name}: {len(source.examples)} examples, weight {source.weight}")
@@ -293,8 +297,11 @@ def _run(config, workdir: str, init_from: str | None, skips: SkipRegistry) -> di
     os.makedirs(workdir, exist_ok=True)
     data = config.data
     heldout = None
+    candidates = CandidateSettings.from_config(data.get("candidates"))
+    if candidates.tasks:
+        print(f"candidate boxes: {candidates}")
     if any((data.ace_path, data.imsitu_path, data.mnre_path)):
-        sources = real_sources(data, skips)
+        sources = real_sources(data, skips, candidates)
     else:
         model = config.model.hf_dir or "the demo model"
         print(f"no data configured: training {model} on the synthetic corpus")
@@ -303,6 +310,8 @@ def _run(config, workdir: str, init_from: str | None, skips: SkipRegistry) -> di
             seed=config.seed,
             train_docs=data.synthetic.train_docs,
             heldout_docs=data.synthetic.heldout_docs,
+            candidates=candidates,
+            skips=skips,
         )
     print("training data:", sources.summary())
     from_scratch = not config.model.hf_dir
@@ -329,6 +338,7 @@ def _run(config, workdir: str, init_from: str | None, skips: SkipRegistry) -> di
         processor,
         family.box_codec(model_config, data.image_side),
         sources,
+        candidates,
         mesh,
         card,
         skips,
@@ -362,7 +372,11 @@ def score_heldout(model, run: Run, split) -> dict:
         batch_size=config.eval.batch_size,
         max_new_tokens=config.eval.max_new_tokens,
         pipeline="stage2" if config.stages[-1] == "stage2" else "joint",
+        candidate_tasks=run.candidates.tasks,
     )
+    if run.candidates.tasks:
+        stats["candidate_oracle"] = oracle_summary(split.images)
+        print(f"candidate oracle ceiling: {stats['candidate_oracle']}")
     report = os.path.join(run.workdir, "report.html")
     metrics = write_scores(split.as_corpus(), predictions, stats, os.path.join(run.workdir, "heldout"), report)
     note_heldout(run.card, metrics, report)

@@ -23,6 +23,7 @@ FROM_BASE = "base"  # init_from value: start the first stage from the base model
 STAGE_KEYS = ("tasks", "steps", "learning_rate", "warmup_steps")
 TRAIN_FILES = ("ace_path", "imsitu_path", "mnre_path", "imsitu_mapping")
 TRAIN_DIRS = ("imsitu_images", "mnre_images")
+CANDIDATE_TASKS = ("visual_ee", "image_argument")  # the tasks that write boxes
 
 
 def validate_train(config) -> str | None:
@@ -32,6 +33,9 @@ def validate_train(config) -> str | None:
     _check_mesh_and_batch(config)
     model_options(config.model, pretrained=bool(config.model.hf_dir))
     _check_paths(config.data, TRAIN_FILES, TRAIN_DIRS, prefix="data.")
+    if "candidates" in config.data:
+        check_candidates(config.data.candidates, "data.candidates.")
+        _check_paths(config.data.candidates, ("imsitu_detections",), (), prefix="data.candidates.")
     if config.model.hf_dir:
         _check_model_dir(config.model.hf_dir, "model.hf_dir")
     # Image tasks on a text-only model are refused by `model_setup.check_tasks_fit` as soon as
@@ -43,6 +47,9 @@ def validate_predict(config) -> str | None:
     """Checks a predict config; returns the checkpoints directory `checkpoint` names (None
     when the model's own weights are used)."""
     _check_paths(config, (), ("m2e2_dir", "images_dir"), prefix="")
+    if "candidates" in config:
+        check_candidates(config.candidates, "candidates.")
+        _check_paths(config.candidates, ("detections",), (), prefix="candidates.")
     if config.model.hf_dir:
         _check_model_dir(config.model.hf_dir, "model.hf_dir")
     if config.batch_size < 1:
@@ -79,6 +86,23 @@ def _check_stages(config) -> None:
             f"--config.checkpoint.every={config.checkpoint.every} and --config.checkpoint.keep="
             f"{config.checkpoint.keep} must both be at least 1"
         )
+
+
+def check_candidates(block, prefix: str) -> None:
+    """The candidate-box settings (`data.candidates` / predict's `candidates`); unset keys
+    (predict: taken from the training run) are not checked."""
+    tasks = block.get("tasks")
+    if tasks is not None and any(t not in CANDIDATE_TASKS for t in tasks):
+        raise ConfigError(f"--config.{prefix}tasks={tuple(tasks)}: candidates apply to {CANDIDATE_TASKS} only")
+    min_iou = block.get("min_iou")
+    if min_iou is not None and not 0.0 < min_iou <= 1.0:
+        raise ConfigError(f"--config.{prefix}min_iou={min_iou}: must be in (0, 1]")
+    min_score = block.get("min_score")
+    if min_score is not None and not 0.0 <= min_score <= 1.0:
+        raise ConfigError(f"--config.{prefix}min_score={min_score}: must be in [0, 1]")
+    most = block.get("max_per_image")
+    if most is not None and most < 0:
+        raise ConfigError(f"--config.{prefix}max_per_image={most}: must be >= 0 (0: every detection)")
 
 
 def _is_stage(value) -> bool:

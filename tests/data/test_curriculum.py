@@ -88,3 +88,36 @@ def test_too_long_found_before_training(tmp_path, featurizer):
     tasks = _tasks(sources, featurizer, {"mnre": 1.0}, max_tokens=cut, lenient=True, skips=skips)
     assert [(t.name, len(t.examples)) for t in tasks] == [("mnre", 2)]  # only text-only ones left: one source
     assert skips.counts() == {f"mnre: longer than the largest bucket ({cut} tokens)": 4}
+
+
+def test_candidate_tasks_ground_boxes_and_count_drops(tmp_path):
+    from rmpl_jax.data.curriculum import CandidateSettings, synthetic_sources, task_examples
+
+    codec = codec_for("qwen2_5_vl")
+    settings = CandidateSettings(tasks=("image_argument",), min_iou=0.5)
+    skips = SkipRegistry()
+    sources, heldout = synthetic_sources(
+        str(tmp_path), seed=0, train_docs=12, heldout_docs=3, candidates=settings, skips=skips
+    )
+    assert all(i.candidates is not None for i in sources.images + heldout.images)
+    grounded = task_examples("image_argument", sources, codec, SIDE, settings, skips)
+    assert grounded and all(ex.context.candidates is not None for ex in grounded)
+    assert all("Candidates:" in ex.prompt for ex in grounded)
+    lines = [line for ex in grounded if ex.target != "none" for line in ex.target.split("\n")]
+    assert lines and all(line.split(": ", 1)[1] in ex_values for ex_values, line in _values_of(grounded))
+    gold = sum(len(e.arguments) for i in sources.images for e in i.events)
+    dropped = sum(n for reason, n in skips.counts().items() if "without a candidate" in reason)
+    assert 0 < dropped < gold and len(lines) == gold - dropped
+    free = task_examples("visual_ee", sources, codec, SIDE, settings, skips)  # not a candidate task here
+    assert all(ex.context.candidates is None and "Candidates" not in ex.prompt for ex in free)
+    plain, _ = synthetic_sources(str(tmp_path), seed=0, train_docs=12, heldout_docs=3)
+    assert plain.sentences == sources.sentences and [i.events for i in plain.images] == [
+        i.events for i in sources.images
+    ]  # detections come from their own random stream: the corpus is the same
+
+
+def _values_of(examples):
+    for ex in examples:
+        if ex.target != "none":
+            for line in ex.target.split("\n"):
+                yield ex.context.candidates, line

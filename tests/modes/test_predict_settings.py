@@ -40,3 +40,17 @@ def test_explicit_settings_win_and_defaults_fill_the_rest(tmp_path):
     alone.model.hf_dir = str(tmp_path / "a" / "b" / "c" / "d" / "nowhere")  # beyond the 3 levels searched
     assert resolve_from_run(alone) is None
     assert alone.image_side == 448 and alone.model.dtype == "float32" and alone.model.lora_rank == 16
+
+
+def test_candidate_settings_come_from_the_run(tmp_path):
+    train = stage1.get_config()
+    train.data.candidates.use, train.data.candidates.tasks = True, ("image_argument",)
+    train.data.candidates.max_per_image = 7
+    write_run_config(str(tmp_path), train)
+    (tmp_path / "stage2" / "checkpoints").mkdir(parents=True)
+    config = predict_m2e2.get_config()
+    config.checkpoint = str(tmp_path / "stage2" / "checkpoints")
+    resolve_from_run(config)
+    assert config.candidates.use is True and tuple(config.candidates.tasks) == ("image_argument",)
+    assert (config.candidates.max_per_image, config.candidates.min_score) == (7, 0.25)
+    assert predict_m2e2.get_config().candidates.use is None  # unset until a run or the default fills it

@@ -60,3 +60,26 @@ def test_predict_mistakes(tmp_path):
     config.images_dir, config.checkpoint = "", str(tmp_path)
     with pytest.raises(ConfigError, match="--config.checkpoint=.*it holds no checkpoints"):
         validate_predict(config)
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("tasks", ("image_mention",), "tasks=.*candidates apply to"),
+        ("min_iou", 0.0, "min_iou=0.0"),
+        ("min_score", 1.5, "min_score=1.5"),
+        ("max_per_image", -1, "max_per_image=-1"),
+    ],
+)
+def test_candidate_settings_are_checked(key, value, message):
+    config = stage1.get_config()
+    config.data.candidates[key] = value
+    with pytest.raises(ConfigError, match=rf"--config\.data\.candidates\.{message}"):
+        validate_train(config)
+
+
+def test_candidate_detections_path_is_checked(tmp_path):
+    config = stage1.get_config()
+    config.data.candidates.imsitu_detections = str(tmp_path / "absent.json")
+    with pytest.raises(ConfigError, match="data.candidates.imsitu_detections=.*no such file"):
+        validate_train(config)
