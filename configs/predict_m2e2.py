@@ -20,6 +20,10 @@ def get_config():
     c.m2e2_dir = ""  # empty: $RMPL_SHARED_DATA/m2e2 or ../shared/data/m2e2
     c.images_dir = ""  # M2E2 photos (<image_id>.jpg); absent photos are counted, text only
     c.lenient = False  # skip and count bad annotation records and unreadable photos instead of failing
+    # A document split (e.g. the shared splits/m2e2_text_docs.json): only `split_part`'s
+    # documents (sentences, photos, pairs) are predicted and scored.
+    c.split = ""
+    c.split_part = "test"
     c.limit = 0  # > 0: only the first N sentences (and their photos), scored on those alone
     c.photos_only = False  # only the photos in images_dir, no sentences, scored on those alone
 

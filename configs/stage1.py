@@ -64,6 +64,16 @@ def get_config():
     c.data.imsitu_mapping = ""  # ace_sr_mapping.txt; empty: the shared data's copy
     c.data.mnre_path = ""
     c.data.mnre_images = ""
+    # M2E2's own text as training data, cut by a document split (README "Learning on M2E2
+    # text"): the `train_part` documents' sentences train, and after the run the
+    # `heldout_part` documents are predicted and scored ('' : not scored). Empty paths: the
+    # shared data's m2e2/ and splits/m2e2_text_docs.json.
+    c.data.m2e2 = ml_collections.ConfigDict()
+    c.data.m2e2.use = False
+    c.data.m2e2.dir = ""
+    c.data.m2e2.split = ""
+    c.data.m2e2.train_part = "train"
+    c.data.m2e2.heldout_part = "test"
     c.data.lenient = False  # skip and count bad records, photos and too-long examples instead of failing
     c.data.synthetic = ml_collections.ConfigDict(dict(train_docs=300, heldout_docs=30))
     # Image arguments grounded in detector candidates (README "Candidate boxes"): the tasks'

@@ -25,6 +25,7 @@ from rmpl_jax.data.images import check_photos
 from rmpl_jax.data.imsitu import read_imsitu
 from rmpl_jax.data.jmee import read_jmee
 from rmpl_jax.data.lengths import drop_too_long
+from rmpl_jax.data.m2e2_docs import m2e2_documents
 from rmpl_jax.data.mnre import read_mnre
 from rmpl_jax.data.oneie import read_oneie
 from rmpl_jax.data.pipeline import TaskSource
@@ -141,11 +142,22 @@ def synthetic_sources(
     return Sources(train.sentences, train.images, train.image_sizes), heldout
 
 
+def uses_m2e2_text(data) -> bool:
+    """Whether the `data` block trains on M2E2's own text (`data.m2e2.use`)."""
+    return bool(data.get("m2e2") and data.m2e2.use)
+
+
 def real_sources(data, skips: SkipRegistry, candidates: CandidateSettings = CandidateSettings()) -> Sources:
     """Sources named in the config's `data` block (any may be empty). Bad records and
     unreadable photos are errors, or skipped and counted in `skips` when `data.lenient`."""
 
     sentences, images, sizes, relations, reports = [], [], {}, [], []
+    if uses_m2e2_text(data):
+        found = m2e2_documents(data.m2e2, data.m2e2.train_part, lenient=data.lenient)
+        print(f"M2E2 text, {data.m2e2.train_part!r} documents: {found.report.summary()}; kept {len(found.sentences)}")
+        reports.append(found.report)
+        skips.add_read_report(found.report)
+        sentences += found.sentences.values()
     if data.ace_path:
         reader = read_oneie if data.ace_path.endswith((".jsonl", ".oneie")) else read_jmee
         found, report = reader(data.ace_path, lenient=data.lenient)

@@ -3,14 +3,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from collections.abc import Mapping
 
 from rmpl_jax.eval.report import write_report
 from rmpl_jax.eval.scorer import score
 from rmpl_jax.eval.tables import format_table
 from rmpl_jax.m2e2.corpus import M2E2Corpus
 from rmpl_jax.m2e2.predictions import PredictionSet, write_predictions
+
+
+@dataclasses.dataclass(frozen=True)
+class HeldoutData:
+    """Data a training run scores when it ends. image_sizes: image_id -> (width, height)
+    (photos not listed are measured from their files)."""
+
+    name: str
+    corpus: M2E2Corpus
+    image_sizes: Mapping[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
 
 
 def write_scores(

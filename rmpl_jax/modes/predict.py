@@ -29,6 +29,7 @@ from rmpl_jax.io.run_config import find_run_config
 from rmpl_jax.io.shared_data import shared_data_path
 from rmpl_jax.io.skips import SkipRegistry
 from rmpl_jax.m2e2.candidates import oracle_summary
+from rmpl_jax.m2e2.doc_split import read_doc_split, select_documents
 from rmpl_jax.m2e2.predictions import read_predictions, write_predictions
 from rmpl_jax.m2e2.records import image_id_of
 from rmpl_jax.models import lora
@@ -179,6 +180,8 @@ def _run(config, workdir: str, skips: SkipRegistry) -> dict:
     m2e2_dir = config.m2e2_dir or shared_data_path("m2e2")
     corpus = read_m2e2(m2e2_dir, config.images_dir or None, lenient=config.lenient)
     skips.add_read_report(corpus.report)
+    if config.get("split"):
+        corpus = select_documents(corpus, read_doc_split(config.split), config.split_part, photos=True)
     if config.limit:
         corpus = _limit(corpus, int(config.limit))
     if config.photos_only:
@@ -188,7 +191,8 @@ def _run(config, workdir: str, skips: SkipRegistry) -> dict:
         config.images_dir or None,
         lenient=config.lenient,
         skips=skips,
-        unreferenced=not config.limit,  # a smoke run scores only its sentences' photos
+        # a smoke run or a split scores only its sentences' photos
+        unreferenced=not (config.limit or config.get("split")),
     )
     print(
         f"M2E2: {len(corpus.sentences)} sentences, {len(photos)} candidate photos "

@@ -43,7 +43,8 @@ def start_card(config, config_json: str, workdir: str, hf_dir: str, model_type: 
     }
     data = {"training records": sources.summary()}
     if heldout is not None:
-        data["held-out split"] = f"{len(heldout.sentences)} sentences, {len(heldout.images)} photos (synthetic)"
+        corpus = heldout.corpus
+        data["held-out data"] = f"{len(corpus.sentences)} sentences, {len(corpus.images)} photos ({heldout.name})"
     skips = [r.summary() for r in sources.reports if r.skipped or r.counts]
     skips += [f"{r.source}: skipped {p}" for r in sources.reports for p in r.problems]
     return RunCard(workdir, config_json, model, data, skips=skips)

@@ -21,9 +21,11 @@ from rmpl_jax.data.curriculum import (
     real_sources,
     stage_tasks,
     synthetic_sources,
+    uses_m2e2_text,
 )
 from rmpl_jax.data.featurize import Featurizer
-from rmpl_jax.eval.heldout import write_scores
+from rmpl_jax.data.m2e2_docs import m2e2_documents
+from rmpl_jax.eval.heldout import HeldoutData, write_scores
 from rmpl_jax.eval.run_card import RunCard
 from rmpl_jax.infer.predict import predict_records
 from rmpl_jax.io.errors import ConfigError
@@ -300,12 +302,15 @@ def _run(config, workdir: str, init_from: str | None, skips: SkipRegistry) -> di
     candidates = CandidateSettings.from_config(data.get("candidates"))
     if candidates.tasks:
         print(f"candidate boxes: {candidates}")
-    if any((data.ace_path, data.imsitu_path, data.mnre_path)):
+    if any((data.ace_path, data.imsitu_path, data.mnre_path, uses_m2e2_text(data))):
         sources = real_sources(data, skips, candidates)
+        if uses_m2e2_text(data) and data.m2e2.heldout_part:
+            part = data.m2e2.heldout_part
+            heldout = HeldoutData(f"M2E2 text, {part!r} documents", m2e2_documents(data.m2e2, part))
     else:
         model = config.model.hf_dir or "the demo model"
         print(f"no data configured: training {model} on the synthetic corpus")
-        sources, heldout = synthetic_sources(
+        sources, split = synthetic_sources(
             generated_dir(workdir),
             seed=config.seed,
             train_docs=data.synthetic.train_docs,
@@ -313,6 +318,7 @@ def _run(config, workdir: str, init_from: str | None, skips: SkipRegistry) -> di
             candidates=candidates,
             skips=skips,
         )
+        heldout = HeldoutData("synthetic", split.as_corpus(), split.image_sizes)
     print("training data:", sources.summary())
     from_scratch = not config.model.hf_dir
     hf_dir = os.path.abspath(config.model.hf_dir or demo_model_dir(config, generated_dir(workdir), sources))
@@ -357,16 +363,18 @@ def _run(config, workdir: str, init_from: str | None, skips: SkipRegistry) -> di
     return metrics
 
 
-def score_heldout(model, run: Run, split) -> dict:
-    """Decodes the held-out synthetic split with the last stage's tasks and scores it
-    (`W/heldout/predictions.jsonl`, `W/heldout/metrics.json`, the page `W/report.html`)."""
+def score_heldout(model, run: Run, heldout: HeldoutData) -> dict:
+    """Decodes the held-out data (the synthetic split, or M2E2 documents of a split) with the
+    last stage's tasks and scores it (`W/heldout/predictions.jsonl`, `W/heldout/metrics.json`,
+    the page `W/report.html`)."""
     config = run.config
+    corpus = heldout.corpus
     predictions, stats = predict_records(
         model,
         run.processor,
-        sentences=split.sentences,
-        images=split.images,
-        image_sizes=split.image_sizes,
+        sentences=corpus.sentences.values(),
+        images=corpus.images.values(),
+        image_sizes=heldout.image_sizes,
         codec=run.codec,
         image_side=config.data.image_side,
         batch_size=config.eval.batch_size,
@@ -375,9 +383,9 @@ def score_heldout(model, run: Run, split) -> dict:
         candidate_tasks=run.candidates.tasks,
     )
     if run.candidates.tasks:
-        stats["candidate_oracle"] = oracle_summary(split.images)
+        stats["candidate_oracle"] = oracle_summary(corpus.images.values())
         print(f"candidate oracle ceiling: {stats['candidate_oracle']}")
     report = os.path.join(run.workdir, "report.html")
-    metrics = write_scores(split.as_corpus(), predictions, stats, os.path.join(run.workdir, "heldout"), report)
+    metrics = write_scores(corpus, predictions, stats, os.path.join(run.workdir, "heldout"), report)
     note_heldout(run.card, metrics, report)
     return metrics

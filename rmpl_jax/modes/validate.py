@@ -15,6 +15,7 @@ import jax
 
 from rmpl_jax.io.errors import ConfigError
 from rmpl_jax.m2e2 import grammar
+from rmpl_jax.m2e2.doc_split import PARTS
 from rmpl_jax.modes.model_setup import mesh_shape, model_options
 from rmpl_jax.train import sharding as shd
 from rmpl_jax.train.checkpoint_dirs import find_checkpoints
@@ -36,6 +37,8 @@ def validate_train(config) -> str | None:
     if "candidates" in config.data:
         check_candidates(config.data.candidates, "data.candidates.")
         _check_paths(config.data.candidates, ("imsitu_detections",), (), prefix="data.candidates.")
+    if config.data.get("m2e2") and config.data.m2e2.use:
+        _check_m2e2_block(config.data.m2e2)
     if config.model.hf_dir:
         _check_model_dir(config.model.hf_dir, "model.hf_dir")
     # Image tasks on a text-only model are refused by `model_setup.check_tasks_fit` as soon as
@@ -46,7 +49,7 @@ def validate_train(config) -> str | None:
 def validate_predict(config) -> str | None:
     """Checks a predict config; returns the checkpoints directory `checkpoint` names (None
     when the model's own weights are used)."""
-    _check_paths(config, (), ("m2e2_dir", "images_dir"), prefix="")
+    _check_paths(config, ("split",) if "split" in config else (), ("m2e2_dir", "images_dir"), prefix="")
     if "candidates" in config:
         check_candidates(config.candidates, "candidates.")
         _check_paths(config.candidates, ("detections",), (), prefix="candidates.")
@@ -103,6 +106,18 @@ def check_candidates(block, prefix: str) -> None:
     most = block.get("max_per_image")
     if most is not None and most < 0:
         raise ConfigError(f"--config.{prefix}max_per_image={most}: must be >= 0 (0: every detection)")
+
+
+def _check_m2e2_block(block) -> None:
+    _check_paths(block, ("split",), ("dir",), prefix="data.m2e2.")
+    train, heldout = block.train_part, block.heldout_part
+    if train not in PARTS or heldout not in (*PARTS, ""):
+        raise ConfigError(
+            f"--config.data.m2e2.train_part={train!r} / heldout_part={heldout!r}: parts are {PARTS} "
+            "(heldout_part '' scores nothing)"
+        )
+    if train == heldout:
+        raise ConfigError(f"--config.data.m2e2.heldout_part={heldout!r} is the part trained on; score another part")
 
 
 def _is_stage(value) -> bool:

@@ -18,7 +18,7 @@ def test_read_skips_are_on_the_card():
         "ace/train.json: 10 records, 1 skipped; roles_outside_schema=2",
         "ace/train.json: skipped ace/train.json: record 3: missing key 'words'",
     ]
-    assert "LoRA rank 16" in card.model["weights"] and "held-out split" not in card.data
+    assert "LoRA rank 16" in card.model["weights"] and "held-out data" not in card.data
 
 
 def test_heldout_decode_failures_are_on_the_card():

