@@ -45,6 +45,7 @@ def get_config():
     c.candidates.min_score = placeholder(float)
     c.candidates.max_per_image = placeholder(int)
     c.candidates.detections = ""  # the YOLO JSON; empty: yolov8_objects.json beside the annotations
+    c.prompts = ""  # 'full' or 'brief' (text prompts without schema lines); unset: the training run's
     c.image_side = placeholder(int)  # the training square side (a multiple of 28); 0: photos at their own size
     c.batch_size = 16
     c.max_new_tokens = 128

@@ -87,6 +87,8 @@ def get_config():
     c.data.candidates.min_score = 0.25  # detections listed: score >= this, highest first ...
     c.data.candidates.max_per_image = 10  # ... at most this many (0: all)
     c.data.candidates.imsitu_detections = ""
+    c.data.prompts = "full"  # 'brief': text prompts without the schema and format lines (m2e2/render.py)
+    c.data.eventless_share = 1.0  # share of sentences without events kept in text_mention / text_ee
     c.data.image_side = 112  # every photo is resized to this square (a multiple of 28)
     c.data.buckets = (256, 384, 512)  # 512: visual_ee prompts that list candidates
     c.data.batch_size = 8  # global
@@ -114,6 +116,7 @@ def get_config():
     c.checkpoint = ml_collections.ConfigDict(dict(every=100, keep=2))
     c.export = True  # W/export: merged HF safetensors + processor files, and the adapters
     c.eval = ml_collections.ConfigDict(dict(heldout=True, batch_size=16, max_new_tokens=96))
+    c.eval.buckets = (64, 128, 256, 512, 1024, 1536, 2048)  # prompt lengths of the held-out decode (left padding)
     # Multi-host: on a TPU VM slice, SLURM, Open MPI or Kubernetes the same command on every
     # worker joins one job (JAX's cluster detection; auto=False turns it off); elsewhere set
     # all three of coordinator_address, num_processes and process_id.

@@ -15,6 +15,7 @@ counted in the run's `SkipRegistry`, or is an error in strict mode.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 
@@ -100,6 +101,29 @@ class CandidateSettings:
             float(block.min_score),
             int(block.max_per_image),
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class TextTaskSettings:
+    """How the text tasks are built from a config's `data` block: `brief` prompts (no schema
+    lines, `data.prompts="brief"`) and the share of sentences without events kept in the
+    tasks that ask for every event of a sentence (`data.eventless_share`; M2E2's text is 80%
+    such sentences, and a small model trained on all of them learns to answer 'none')."""
+
+    brief: bool = False
+    eventless_share: float = 1.0
+
+    @classmethod
+    def from_config(cls, data) -> TextTaskSettings:
+        return cls(data.get("prompts", "full") == "brief", float(data.get("eventless_share", 1.0)))
+
+    def keeps(self, sentence: Sentence) -> bool:
+        """Whether a sentence is kept: always with events; without, a fixed share chosen by a
+        hash of its id (the same sentences in every run and process)."""
+        if sentence.events or self.eventless_share >= 1.0:
+            return True
+        digest = hashlib.sha1(sentence.sentence_id.encode("utf-8")).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64 < self.eventless_share
 
 
 def with_detections(items, detections, settings: CandidateSettings, skips: SkipRegistry, what: str) -> list[ImageItem]:
@@ -207,14 +231,17 @@ def task_examples(
     side: int,
     candidates: CandidateSettings = CandidateSettings(),
     skips: SkipRegistry | None = None,
+    text: TextTaskSettings = TextTaskSettings(),
 ) -> list[grammar.Example]:
     """Every example of `task` from the sources (image tasks: only photos on disk). In the
     candidate tasks, photos with candidates name one per box: each gold box is grounded to
-    its best candidate, and arguments without one at `min_iou` are dropped and counted."""
+    its best candidate, and arguments without one at `min_iou` are dropped and counted.
+    `text`: brief prompts, and which eventless sentences text_mention and text_ee keep."""
     if task == "mnre":
         return [ex for r in sources.relations for ex in render.render("mnre", r)]
     if task in grammar.TEXT_TASKS:
-        return [ex for s in sources.sentences for ex in render.render(task, s)]
+        kept = [s for s in sources.sentences if task == "text_argument" or text.keeps(s)]
+        return [ex for s in kept for ex in render.render(task, s, brief=text.brief)]
     out = []
     for item in sources.images:
         if item.path is None:
@@ -246,6 +273,7 @@ def stage_tasks(
     lenient: bool,
     skips: SkipRegistry,
     candidates: CandidateSettings = CandidateSettings(),
+    text: TextTaskSettings = TextTaskSettings(),
 ) -> list[TaskSource]:
     """Weighted task sources of a stage; a task of weight 0 (how a config override drops one)
     or with no examples is reported and left out.
@@ -262,7 +290,7 @@ def stage_tasks(
         if weight <= 0:
             print(f"task {task}: weight {weight}, left out of the mixture")
             continue
-        examples = task_examples(task, sources, codec, side, candidates, skips)
+        examples = task_examples(task, sources, codec, side, candidates, skips, text)
         lengths = token_lengths(examples)
         kept = drop_too_long(task, examples, lengths, max_tokens, lenient=lenient, skips=skips)
         length_of = {id(ex): int(n) for ex, n in zip(examples, lengths)}

@@ -118,15 +118,15 @@ def _decode(
     return parsed
 
 
-def _text_events(runner, sentences: list[Sentence], pipeline: str, failures) -> dict[str, list]:
+def _text_events(runner, sentences: list[Sentence], pipeline: str, failures, brief: bool) -> dict[str, list]:
     blank = {s.sentence_id: dataclasses.replace(s, events=()) for s in sentences}
     if pipeline == "joint":
-        items = [_Item(k, render.render_text_ee(s)) for k, s in blank.items()]
+        items = [_Item(k, render.render_text_ee(s, brief)) for k, s in blank.items()]
         return {k: list(p.events) for k, p in _decode(runner, "text_ee", items, True, failures).items()}
-    items = [_Item(k, render.render_text_mention(s)) for k, s in blank.items()]
+    items = [_Item(k, render.render_text_mention(s, brief)) for k, s in blank.items()]
     mentions = _decode(runner, "text_mention", items, True, failures)
     arg_items = [
-        _Item(f"{k}\t{n}", render.render_text_argument(blank[k], e))
+        _Item(f"{k}\t{n}", render.render_text_argument(blank[k], e, brief))
         for k, p in mentions.items()
         for n, e in enumerate(p.events)
     ]
@@ -243,6 +243,7 @@ def predict_records(
     seed: int = 0,
     pipeline: str = "joint",
     candidate_tasks: Sequence[str] = (),
+    brief_prompts: bool = False,
 ) -> tuple[PredictionSet, dict]:
     """Text events for every sentence, image events for every photo with a file, coref pairs.
 
@@ -251,6 +252,7 @@ def predict_records(
     each mention's arguments (text_argument, image_argument) — what stage 2 trains.
     candidate_tasks: the box tasks (visual_ee, image_argument) whose prompts list each photo's
     `candidates` (detector boxes) and whose boxes copy one of them (`m2e2/candidates.py`).
+    brief_prompts: the text tasks' prompts as trained with `data.prompts="brief"`.
 
     model: a family's model (`models.family.CausalLM`; LoRA adapters may be attached).
     processor: the family's processor, with a tokenizer. image_sizes: image_id -> (width,
@@ -315,7 +317,7 @@ def predict_records(
     runner = _Run(decoder, featurizer, constrained, bar, stats)
     failures: dict[str, list[int]] = {}
     start = time.perf_counter()
-    text_events = _text_events(runner, sentences, pipeline, failures)
+    text_events = _text_events(runner, sentences, pipeline, failures, brief_prompts)
     image_events = _image_events(runner, present, frames, sizes, codec, pipeline, failures, tuple(candidate_tasks))
     seconds = time.perf_counter() - start
     bar.close()

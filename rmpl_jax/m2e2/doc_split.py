@@ -63,7 +63,8 @@ def select_documents(corpus: M2E2Corpus, split: DocSplit, part: str, *, photos: 
         raise DataError(
             f"{split.path}: {len(absent)} {part!r} documents have no sentence in the corpus, e.g. {absent[:3]}"
         )
-    if not photos:
+    if not photos:  # nor the sentences' references to them: the part is text
+        sentences = {k: dataclasses.replace(s, images=()) for k, s in sentences.items()}
         return dataclasses.replace(corpus, sentences=sentences, images={}, coref=(), missing_images=())
     images = {k: v for k, v in corpus.images.items() if doc_id_of(k) in docs}
     coref = tuple(c for c in corpus.coref if c.sentence_id in sentences and c.image_id in images)

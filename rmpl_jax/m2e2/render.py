@@ -40,6 +40,17 @@ _SPAN_RULE = (
 )
 
 
+PROMPT_STYLES = ("full", "brief")
+
+
+def _instructions(brief: bool, *lines: str) -> tuple[str, ...]:
+    """The schema and format lines of a text prompt, or none in a brief prompt: a fine-tuned
+    model learns both from its targets (constrained decoding enforces them), and with a small
+    model on a CPU they were most of every example's tokens (SmolLM2: 186 -> about 80 per
+    text_mention prompt)."""
+    return () if brief else lines
+
+
 def _prompt(*lines: str) -> str:
     return "\n".join(lines)
 
@@ -81,7 +92,7 @@ def _target(lines: list[str]) -> str:
     return "\n".join(lines) if lines else NONE
 
 
-def render_text_ee(sentence: Sentence) -> Example:
+def render_text_ee(sentence: Sentence, brief: bool = False) -> Example:
     """Sentence -> all events with triggers and argument spans."""
     words = sentence.words
     lines = []
@@ -91,15 +102,18 @@ def render_text_ee(sentence: Sentence) -> Example:
         lines.extend(span_line(a.role, words, a.span) for a in e.arguments)
     prompt = _prompt(
         "Task: extract events from the sentence.",
-        f"Event types (argument roles): {_schema_line(ontology.TEXT_ROLES)}.",
-        "For each event write 'event: TYPE', then 'trigger: WORDS', then 'ROLE: WORDS' per "
-        f"argument. {_SPAN_RULE} Write 'none' if there is no event.",
+        *_instructions(
+            brief,
+            f"Event types (argument roles): {_schema_line(ontology.TEXT_ROLES)}.",
+            "For each event write 'event: TYPE', then 'trigger: WORDS', then 'ROLE: WORDS' per "
+            f"argument. {_SPAN_RULE} Write 'none' if there is no event.",
+        ),
         f"Sentence: {' '.join(words)}",
     )
     return Example("text_ee", sentence.sentence_id, prompt, _target(lines), Context("text_ee", words=words))
 
 
-def render_text_mention(sentence: Sentence) -> Example:
+def render_text_mention(sentence: Sentence, brief: bool = False) -> Example:
     """Sentence -> event types and triggers only (stage 2, mention identification)."""
     words = sentence.words
     lines = []
@@ -108,14 +122,18 @@ def render_text_mention(sentence: Sentence) -> Example:
         lines.append(span_line(TRIGGER, words, e.trigger))
     prompt = _prompt(
         "Task: find the event mentions in the sentence.",
-        f"Event types: {', '.join(ontology.EVENT_TYPES)}.",
-        f"For each event write 'event: TYPE', then 'trigger: WORDS'. {_SPAN_RULE} Write 'none' if there is no event.",
+        *_instructions(
+            brief,
+            f"Event types: {', '.join(ontology.EVENT_TYPES)}.",
+            f"For each event write 'event: TYPE', then 'trigger: WORDS'. {_SPAN_RULE} "
+            "Write 'none' if there is no event.",
+        ),
         f"Sentence: {' '.join(words)}",
     )
     return Example("text_mention", sentence.sentence_id, prompt, _target(lines), Context("text_mention", words=words))
 
 
-def render_text_argument(sentence: Sentence, event: TextEvent) -> Example:
+def render_text_argument(sentence: Sentence, event: TextEvent, brief: bool = False) -> Example:
     """Sentence + one event's type and trigger -> that event's arguments.
 
     At inference `event` is a predicted mention (its arguments are ignored by the prompt).
@@ -125,8 +143,11 @@ def render_text_argument(sentence: Sentence, event: TextEvent) -> Example:
     roles = ontology.TEXT_ROLES[e.event_type]
     prompt = _prompt(
         "Task: extract the arguments of the given event from the sentence.",
-        f"Roles of {e.event_type}: {', '.join(roles)}.",
-        f"For each argument write 'ROLE: WORDS'. {_SPAN_RULE} Write 'none' if there is none.",
+        *_instructions(
+            brief,
+            f"Roles of {e.event_type}: {', '.join(roles)}.",
+            f"For each argument write 'ROLE: WORDS'. {_SPAN_RULE} Write 'none' if there is none.",
+        ),
         f"Sentence: {' '.join(words)}",
         f"{EVENT}{SEP}{e.event_type}",
         span_line(TRIGGER, words, e.trigger),
@@ -234,8 +255,16 @@ def render_mnre(record: MNRERecord) -> Example:
     )
 
 
-def render(task: str, record, *, image_size: ImageSize | None = None, codec: BoxCodec | None = None) -> list[Example]:
-    """All examples of `task` for one record (argument tasks: one per event)."""
+def render(
+    task: str,
+    record,
+    *,
+    image_size: ImageSize | None = None,
+    codec: BoxCodec | None = None,
+    brief: bool = False,
+) -> list[Example]:
+    """All examples of `task` for one record (argument tasks: one per event); `brief`: the
+    text tasks' prompts without schema and format lines (BRIEF_OMITS)."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; known: {TASKS}")
     if task == "mnre":
@@ -244,10 +273,10 @@ def render(task: str, record, *, image_size: ImageSize | None = None, codec: Box
         if not isinstance(record, Sentence):
             raise TypeError(f"task {task} renders a Sentence, got {type(record).__name__}")
         if task == "text_ee":
-            return [render_text_ee(record)]
+            return [render_text_ee(record, brief)]
         if task == "text_mention":
-            return [render_text_mention(record)]
-        return [render_text_argument(record, e) for e in canonical_text_events(record.events, record.words)]
+            return [render_text_mention(record, brief)]
+        return [render_text_argument(record, e, brief) for e in canonical_text_events(record.events, record.words)]
     if not isinstance(record, ImageItem):
         raise TypeError(f"task {task} renders an ImageItem, got {type(record).__name__}")
     if task == "image_mention":

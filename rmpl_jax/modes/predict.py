@@ -48,6 +48,7 @@ FROM_RUN = (
     ("model.lora_alpha", ("model", "lora_alpha"), 32.0),
     ("model.lora_targets", ("model", "lora_targets"), ""),  # '': the family's default
     ("image_side", ("data", "image_side"), 448),
+    ("prompts", ("data", "prompts"), "full"),
     ("candidates.use", ("data", "candidates", "use"), False),
     ("candidates.tasks", ("data", "candidates", "tasks"), ("visual_ee", "image_argument")),
     ("candidates.min_score", ("data", "candidates", "min_score"), 0.25),
@@ -230,6 +231,7 @@ def _run(config, workdir: str, skips: SkipRegistry) -> dict:
         seed=config.seed,
         pipeline=config.pipeline,
         candidate_tasks=candidates.tasks,
+        brief_prompts=config.prompts == "brief",
     )
     if oracle is not None:
         stats["candidate_oracle"] = oracle

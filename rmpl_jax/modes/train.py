@@ -18,6 +18,7 @@ from rmpl_jax.data import pipeline
 from rmpl_jax.data.curriculum import (
     CandidateSettings,
     Sources,
+    TextTaskSettings,
     real_sources,
     stage_tasks,
     synthetic_sources,
@@ -195,6 +196,7 @@ def train_stage(run: Run, name: str, init_from: str | None):
         lenient=config.data.lenient,
         skips=run.skips,
         candidates=run.candidates,
+        text=TextTaskSettings.from_config(config.data),
     )
     for source in sources:
         print(f"  task {source.name}: {len(source.examples)} examples, weight {source.weight}")
@@ -379,8 +381,10 @@ def score_heldout(model, run: Run, heldout: HeldoutData) -> dict:
         image_side=config.data.image_side,
         batch_size=config.eval.batch_size,
         max_new_tokens=config.eval.max_new_tokens,
+        buckets=tuple(config.eval.buckets),
         pipeline="stage2" if config.stages[-1] == "stage2" else "joint",
         candidate_tasks=run.candidates.tasks,
+        brief_prompts=config.data.get("prompts", "full") == "brief",
     )
     if run.candidates.tasks:
         stats["candidate_oracle"] = oracle_summary(corpus.images.values())

@@ -16,6 +16,7 @@ import jax
 from rmpl_jax.io.errors import ConfigError
 from rmpl_jax.m2e2 import grammar
 from rmpl_jax.m2e2.doc_split import PARTS
+from rmpl_jax.m2e2.render import PROMPT_STYLES
 from rmpl_jax.modes.model_setup import mesh_shape, model_options
 from rmpl_jax.train import sharding as shd
 from rmpl_jax.train.checkpoint_dirs import find_checkpoints
@@ -58,6 +59,8 @@ def validate_predict(config) -> str | None:
     if config.batch_size < 1:
         raise ConfigError(f"--config.batch_size={config.batch_size}: must be at least 1")
     _check_buckets(config.buckets, "buckets")
+    if config.get("prompts"):
+        _check_prompts(config.prompts, "prompts")
     return find_checkpoints(config.checkpoint, "checkpoint") if config.checkpoint else None
 
 
@@ -81,6 +84,12 @@ def _check_stages(config) -> None:
         if stage.steps < 1:
             raise ConfigError(f"--config.{name}.steps={stage.steps}: must be at least 1")
     _check_buckets(config.data.buckets, "data.buckets")
+    if "buckets" in config.eval:
+        _check_buckets(config.eval.buckets, "eval.buckets")
+    _check_prompts(config.data.get("prompts", "full"), "data.prompts")
+    share = config.data.get("eventless_share", 1.0)
+    if not 0.0 <= share <= 1.0:
+        raise ConfigError(f"--config.data.eventless_share={share}: a share in [0, 1]")
     prefetch = config.data.get("prefetch", 2)
     if not isinstance(prefetch, int) or prefetch < 0:
         raise ConfigError(f"--config.data.prefetch={prefetch}: batches featurised ahead, an integer >= 0")
@@ -118,6 +127,11 @@ def _check_m2e2_block(block) -> None:
         )
     if train == heldout:
         raise ConfigError(f"--config.data.m2e2.heldout_part={heldout!r} is the part trained on; score another part")
+
+
+def _check_prompts(style, key: str) -> None:
+    if style not in PROMPT_STYLES:
+        raise ConfigError(f"--config.{key}={style!r}: prompt styles are {PROMPT_STYLES}")
 
 
 def _is_stage(value) -> bool:

@@ -9,8 +9,9 @@ line per logged step) and TensorBoard event files in the same folder (tensorboar
     log.close()
 
 A line holds step, loss, learning_rate, grad_norm, tokens (answer tokens of the step's global
-batch), tokens_per_s and wall_time (seconds since the log was opened). tokens_per_s is the
-step's tokens over the mean step time since the previous logged step (exact when every is 1).
+batch), input_tokens (all its rows' tokens, padding not counted), tokens_per_s,
+input_tokens_per_s and wall_time (seconds since the log was opened). A rate is the step's
+count over the mean step time since the previous logged step (exact when every is 1).
 A resumed stage appends; a step logged twice (rerun after the last checkpoint) keeps both
 lines, and readers take the last.
 """
@@ -27,7 +28,7 @@ from tensorboardX import SummaryWriter
 from rmpl_jax.io.lines import numbered_lines
 
 METRICS_FILE = "metrics.jsonl"
-FIELDS = ("loss", "learning_rate", "grad_norm", "tokens")
+FIELDS = ("loss", "learning_rate", "grad_norm", "tokens", "input_tokens")
 
 
 class MetricsLog:
@@ -60,8 +61,9 @@ class MetricsLog:
         steps = max(1, step - self._last_step)
         seconds = now - self._last_time
         line = {"step": int(step), **values}
-        if "tokens" in values and seconds > 0:
-            line["tokens_per_s"] = values["tokens"] * steps / seconds
+        for key in ("tokens", "input_tokens"):
+            if key in values and seconds > 0:
+                line[f"{key}_per_s"] = values[key] * steps / seconds
         line["wall_time"] = now - self._opened
         self._file.write(json.dumps(line) + "\n")
         self._file.flush()

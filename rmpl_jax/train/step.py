@@ -53,8 +53,9 @@ class TrainStep:
     The mutable part of the state (trainable, opt_state, step, rng) is donated: do not use
     the old state's trainables after a call. Frozen params are an input only (never donated,
     never copied). Metrics are replicated f32 scalars: loss (mean over answer tokens),
-    tokens, grad_norm, nonfinite (1 when the loss or a gradient was NaN/Inf: that step left
-    trainables and optimizer state unchanged), learning_rate (when a schedule is given).
+    tokens, input_tokens (every token of the rows, padding not counted), grad_norm,
+    nonfinite (1 when the loss or a gradient was NaN/Inf: that step left trainables and
+    optimizer state unchanged), learning_rate (when a schedule is given).
     """
 
     def __init__(
@@ -254,7 +255,13 @@ class TrainStep:
         # A NaN/Inf loss or gradient leaves weights and optimizer state as they were; the host
         # sees `nonfinite` whenever it reads the metrics and stops there (train/numeric_guard.py).
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-        metrics = {"loss": loss, "tokens": count, "grad_norm": grad_norm, "nonfinite": (~finite).astype(jnp.float32)}
+        metrics = {
+            "loss": loss,
+            "tokens": count,
+            "input_tokens": jnp.sum(batch[self.mask_key]).astype(jnp.float32),  # the rows' tokens, no padding
+            "grad_norm": grad_norm,
+            "nonfinite": (~finite).astype(jnp.float32),
+        }
         if self.schedule is not None:
             metrics["learning_rate"] = jnp.asarray(self.schedule(mutable["step"]), jnp.float32)
         new = {

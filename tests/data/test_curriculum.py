@@ -121,3 +121,26 @@ def _values_of(examples):
         if ex.target != "none":
             for line in ex.target.split("\n"):
                 yield ex.context.candidates, line
+
+
+def test_eventless_share_thins_only_sentences_without_events_and_only_in_whole_sentence_tasks():
+    from rmpl_jax.data.curriculum import Sources, TextTaskSettings, task_examples
+    from rmpl_jax.m2e2.records import Sentence, Span, TextEvent
+
+    event = TextEvent("Conflict:Attack", Span(1, 2))
+    with_events = [Sentence(f"d_{i}", ("troops", "attacked"), (event,)) for i in range(50)]
+    without = [Sentence(f"e_{i}", ("it", "rained")) for i in range(1000)]
+    sources = Sources(tuple(with_events + without))
+    codec = codec_for("qwen2_5_vl")
+    quarter = TextTaskSettings(brief=True, eventless_share=0.25)
+    mentions = task_examples("text_mention", sources, codec, SIDE, text=quarter)
+    kept_without = [ex for ex in mentions if ex.target == "none"]
+    assert len(mentions) - len(kept_without) == 50  # every sentence with an event
+    assert 200 <= len(kept_without) <= 300  # about a quarter of the others ...
+    again = task_examples("text_ee", sources, codec, SIDE, text=quarter)
+    assert [ex.item_id for ex in again if ex.target == "none"] == [
+        ex.item_id for ex in kept_without
+    ]  # ... the same ones
+    assert len(task_examples("text_argument", sources, codec, SIDE, text=quarter)) == 50
+    assert len(task_examples("text_mention", sources, codec, SIDE)) == 1050  # the default keeps all
+    assert all("Event types" not in ex.prompt for ex in mentions)  # brief prompts

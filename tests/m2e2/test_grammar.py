@@ -371,6 +371,19 @@ def test_argument_prompts_name_the_event():
     assert parse.parse("none", ex.context).events == (TextEvent("Conflict:Attack", Span(5, 6, "shot")),)
 
 
+@pytest.mark.parametrize("task", grammar.TEXT_TASKS)
+def test_brief_prompts_keep_the_inputs_and_the_target(task):
+    words = ("He", "was", "shot", "and", "then", "shot", "again", ".")
+    event = TextEvent("Conflict:Attack", Span(5, 6), (TextArgument("Target", Span(0, 1)),))
+    sentence = Sentence("S", words, (event,))
+    (full,) = render.render(task, sentence)
+    (brief,) = render.render(task, sentence, brief=True)
+    assert brief.target == full.target and brief.context == full.context
+    full_lines, brief_lines = full.prompt.split("\n"), brief.prompt.split("\n")
+    assert brief_lines[0] == full_lines[0] and brief_lines[1:] == full_lines[3:]  # the task line, then the inputs
+    assert "Sentence: He was shot" in brief.prompt and "Conflict:Demonstrate" not in brief.prompt
+
+
 def test_real_m2e2_text_round_trip(shared_data_dir):
     from rmpl_jax.data.jmee import read_jmee
 

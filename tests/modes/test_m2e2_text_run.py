@@ -20,6 +20,7 @@ from rmpl_jax.m2e2.predictions import read_predictions
 from rmpl_jax.m2e2.records import doc_id_of
 from rmpl_jax.modes import train
 from rmpl_jax.modes.validate import validate_train
+from rmpl_jax.train.metrics_log import read_metrics
 from tests.testing.hf_tiny_llama import tiny_llama_chat_dir
 
 TRAIN_DOCS = ("VOA_EN_NW_2009.12.09.416313", "VOA_EN_NW_2009.12.13.416444")
@@ -56,6 +57,8 @@ def test_few_steps_on_train_documents_then_the_test_documents_scored(tmp_path, s
     metrics = train.run(c, str(tmp_path / "W"))
     out = capsys.readouterr().out
     assert "stage2 loss: first" in out
+    logged = read_metrics(str(tmp_path / "W" / "stage2"))
+    assert [m["step"] for m in logged] == [1, 2] and all(m["input_tokens"] > m["tokens"] > 0 for m in logged)
     test_sentences = {k: s for k, s in corpus.sentences.items() if doc_id_of(k) == test_doc}
     assert metrics["text_event"]["gold"] == sum(len(s.events) for s in test_sentences.values()) > 0
     assert metrics["text_argument"]["gold"] == sum(len(e.arguments) for s in test_sentences.values() for e in s.events)

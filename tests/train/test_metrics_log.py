@@ -15,6 +15,7 @@ def _metrics(step):
         "learning_rate": np.float32(1e-3 * step),
         "grad_norm": np.float32(2.0),
         "tokens": np.float32(100 + step),
+        "input_tokens": np.float32(1000 + step),
     }
 
 
@@ -25,13 +26,14 @@ def test_every_nth_step_goes_to_jsonl_and_tensorboard(tmp_path):
     assert [w is not None for w in written] == [False, True, False, True, False]
     lines = [json.loads(x) for x in (tmp_path / METRICS_FILE).read_text().splitlines()]
     assert [x["step"] for x in lines] == [2, 4]
-    assert set(lines[0]) == {"step", "loss", "learning_rate", "grad_norm", "tokens", "tokens_per_s", "wall_time"}
+    counts = {"tokens", "input_tokens", "tokens_per_s", "input_tokens_per_s"}
+    assert set(lines[0]) == {"step", "loss", "learning_rate", "grad_norm", *counts, "wall_time"}
     assert lines[1]["loss"] == pytest.approx(1.25) and lines[1]["tokens"] == 104
     assert lines[1]["wall_time"] >= lines[0]["wall_time"] > 0 and lines[0]["tokens_per_s"] > 0
     scalars = read_scalars(str(tmp_path))
     assert scalars["train/loss"] == [(2, pytest.approx(2.5)), (4, pytest.approx(1.25))]
     assert [s for s, _ in scalars["train/learning_rate"]] == [2, 4]
-    assert {"train/grad_norm", "train/tokens", "train/tokens_per_s"} <= set(scalars)
+    assert {"train/grad_norm", "train/tokens", "train/tokens_per_s", "train/input_tokens_per_s"} <= set(scalars)
     assert read_metrics(str(tmp_path)) == lines
 
 
