@@ -47,6 +47,13 @@ def _cast(tree: Mapping[str, jax.Array], dtype: Any) -> dict[str, jax.Array]:
     return {k: (v.astype(dtype) if jnp.issubdtype(v.dtype, jnp.floating) else v) for k, v in tree.items()}
 
 
+def _input_tokens(batch: Mapping[str, jax.Array], input_key: str) -> jax.Array:
+    """Tokens of the batch's rows, padding not counted (every position without an attention mask)."""
+    if "attention_mask" in batch:
+        return jnp.sum(batch["attention_mask"]).astype(jnp.float32)
+    return jnp.float32(batch[input_key].size)
+
+
 class TrainStep:
     """Callable `(state, batch) -> (state, metrics)`; one jit per batch structure.
 
@@ -258,7 +265,7 @@ class TrainStep:
         metrics = {
             "loss": loss,
             "tokens": count,
-            "input_tokens": jnp.sum(batch[self.mask_key]).astype(jnp.float32),  # the rows' tokens, no padding
+            "input_tokens": _input_tokens(batch, self.input_key),
             "grad_norm": grad_norm,
             "nonfinite": (~finite).astype(jnp.float32),
         }
