@@ -32,6 +32,7 @@ from collections.abc import Sequence
 
 import jax.numpy as jnp
 import numpy as np
+from tokenizers import decoders
 
 from rmpl_jax.infer.automata import (
     EXIT,
@@ -95,8 +96,7 @@ class TokenVocab:
         added = set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
         added |= set(tokenizer.all_special_ids)
         byte_of = _gpt2_byte_decoder()
-        known = tokenizer.get_vocab()
-        byte_level = sum(1 for c in byte_of if c in known) >= 250
+        byte_level = _is_byte_level(tokenizer, byte_of)
         pieces: list[bytes | None] = []
         for i, name in enumerate(names):
             if i in added or name is None:
@@ -141,6 +141,18 @@ class TokenVocab:
 
 
 _VOCABS: dict[tuple[int, str], tuple[object, TokenVocab]] = {}
+
+
+def _is_byte_level(tokenizer, byte_of: dict[str, int]) -> bool:
+    """Whether token names are GPT-2 byte-level strings ('Ġ' for a space): the fast
+    tokenizer's decoder says so; without one, nearly every byte character is a token.
+    (Counting alone misses vocabularies without the unused bytes: SmolLM2 has 235 of 256.)"""
+    decoder = getattr(getattr(tokenizer, "backend_tokenizer", None), "decoder", None)
+    parts = getattr(decoder, "decoders", None) or [decoder]  # a Sequence decoder or one
+    if any(isinstance(d, decoders.ByteLevel) for d in parts):
+        return True
+    known = tokenizer.get_vocab()
+    return sum(1 for c in byte_of if c in known) >= 250
 
 
 def vocab_for(tokenizer, eos_token: str) -> TokenVocab:
