@@ -275,3 +275,21 @@ def test_bad_contexts_are_reported(tiny_tok):
         C.example_constraint(C.task_grammar("visual_ee", vocab), grammar.Context("text_ee", words=WORDS))
     with pytest.raises(ValueError, match="unknown task"):
         C.task_grammar("bogus", vocab)
+
+
+def test_byte_level_vocab_without_every_byte_token():
+    """A byte-level BPE vocabulary that lacks the unused bytes (SmolLM2's has 235 of 256) is
+    still read as byte-level: 'Ġ' is a space, so answers can hold one."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    vocab = {t: i for i, t in enumerate(["<|im_end|>", "Ġ", "Ċ", ":", *letters, "Ġnone", "Ġevent"])}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>")
+    vocab_ = C.TokenVocab.from_tokenizer(tok, "<|im_end|>")
+    assert vocab_.pieces[vocab["Ġevent"]] == b" event" and vocab_.pieces[vocab["Ċ"]] == b"\n"
+    ids = [vocab[t] for t in ("e", "v", "e", "n", "t", ":", "Ġnone", "Ċ", "<|im_end|>")]
+    assert vocab_.text(ids) == "event: none\n"
