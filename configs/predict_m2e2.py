@@ -52,5 +52,7 @@ def get_config():
     c.pipeline = "stage2"  # 'stage2': mentions, then each mention's arguments; 'joint': whole events
     c.constrained = True  # schema-constrained decoding (every output parses)
     c.temperature = 0.0  # 0: greedy
+    # > 0: logits of a `none` (no event) answer lowered by this much, for more recall (choose on dev)
+    c.no_event_penalty = 0.0
     c.buckets = (256, 512, 768, 1024, 1536, 2048)  # prompt length buckets (left padding)
     return c

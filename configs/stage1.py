@@ -117,6 +117,8 @@ def get_config():
     c.export = True  # W/export: merged HF safetensors + processor files, and the adapters
     c.eval = ml_collections.ConfigDict(dict(heldout=True, batch_size=16, max_new_tokens=96))
     c.eval.buckets = (64, 128, 256, 512, 1024, 1536, 2048)  # prompt lengths of the held-out decode (left padding)
+    # > 0: the held-out decode answers `none` (no event) less often (infer/decode.py); choose it on dev.
+    c.eval.no_event_penalty = 0.0
     # Multi-host: on a TPU VM slice, SLURM, Open MPI or Kubernetes the same command on every
     # worker joins one job (JAX's cluster detection; auto=False turns it off); elsewhere set
     # all three of coordinator_address, num_processes and process_id.

@@ -55,7 +55,9 @@ class Skeleton:
     may follow; `types[s]`: event type index the decoder's register takes on entering s (-1:
     unchanged); `entry[s]`: value entry index if s is a value entry (no edges), else -1.
     `starts` maps the given event type (argument tasks) or None to the start state;
-    `line_start[t]` is where a value's `\\n` leads when the register holds type t."""
+    `line_start[t]` is where a value's `\\n` leads when the register holds type t;
+    `no_event[s]`: s lies on the `none` answer of an event-block task (the decoder's
+    `no_event_penalty` is charged on the token that enters it)."""
 
     task: str
     edges: list[dict[int, int]] = dataclasses.field(default_factory=list)
@@ -64,9 +66,11 @@ class Skeleton:
     entry: list[int] = dataclasses.field(default_factory=list)
     starts: dict = dataclasses.field(default_factory=dict)
     line_start: list[int] = dataclasses.field(default_factory=list)
+    no_event: list[bool] = dataclasses.field(default_factory=list)
 
     def new(self, *, accepting: bool = False, type_index: int = -1, entry: int = -1) -> int:
         self.edges.append({})
+        self.no_event.append(False)
         self.accepting.append(accepting)
         self.types.append(type_index)
         self.entry.append(entry)
@@ -154,6 +158,10 @@ def build_skeleton(task: str) -> Skeleton:
 
     start = sk.new()
     none_line(start)
+    state = start
+    for b in grammar.NONE.encode("utf-8"):
+        state = sk.edges[state][b]
+        sk.no_event[state] = True
     event_line(start)
     sk.starts[None] = start
     with_trigger = task in ("text_ee", "text_mention")

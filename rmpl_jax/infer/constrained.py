@@ -252,7 +252,8 @@ class TaskGrammar:
     types [S]: event type the register takes on entering the row (-1 keeps it);
     direct [S]: fewest tokens to the end without a value (INF if none);
     tokdist [S, N_ENTRIES]: fewest tokens to value entry j; line_start [8] rows; end: the row
-    after the end-of-turn token.
+    after the end-of-turn token; no_event [S] bool: rows inside the `none` answer of an
+    event-block task (the decoder charges `no_event_penalty` on the token that enters one).
     """
 
     task: str
@@ -265,6 +266,7 @@ class TaskGrammar:
     line_start: np.ndarray
     starts: dict
     end: int
+    no_event: np.ndarray
     _device: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @property
@@ -290,6 +292,7 @@ class TaskGrammar:
             "skel_tokdist": self.tokdist,
             "line_start": self.line_start,
             "end": np.asarray(self.end, np.int32),
+            "skel_no_event": self.no_event,
         }
 
     def device_arrays(self) -> dict:
@@ -321,7 +324,8 @@ def _grammar_cached(task: str, vocab: TokenVocab) -> TaskGrammar:
     tokdist = np.stack([_reverse_bfs(n + N_ENTRIES, succ, {n + j: 0})[:n] for j in range(N_ENTRIES)], 1)
     starts = {k: index[s] for k, s in sk.starts.items()}
     line_start = np.asarray([index[s] for s in sk.line_start], np.int32)
-    return TaskGrammar(task, vocab, table, ids, types, direct, tokdist, line_start, starts, end)
+    no_event = np.asarray([sk.no_event[s] for s in rows] + [False], bool)
+    return TaskGrammar(task, vocab, table, ids, types, direct, tokdist, line_start, starts, end, no_event)
 
 
 def task_grammar(task: str, vocab: TokenVocab) -> TaskGrammar:

@@ -244,6 +244,7 @@ def predict_records(
     pipeline: str = "joint",
     candidate_tasks: Sequence[str] = (),
     brief_prompts: bool = False,
+    no_event_penalty: float = 0.0,
 ) -> tuple[PredictionSet, dict]:
     """Text events for every sentence, image events for every photo with a file, coref pairs.
 
@@ -253,6 +254,8 @@ def predict_records(
     candidate_tasks: the box tasks (visual_ee, image_argument) whose prompts list each photo's
     `candidates` (detector boxes) and whose boxes copy one of them (`m2e2/candidates.py`).
     brief_prompts: the text tasks' prompts as trained with `data.prompts="brief"`.
+    no_event_penalty: lowers the logits of a `none` answer to the mention tasks (`Decoder`), so
+    more sentences and photos get events; constrained decoding only.
 
     model: a family's model (`models.family.CausalLM`; LoRA adapters may be attached).
     processor: the family's processor, with a tokenizer. image_sizes: image_id -> (width,
@@ -264,6 +267,8 @@ def predict_records(
     """
     if pipeline not in PIPELINES:
         raise ValueError(f"pipeline {pipeline!r} is not one of {PIPELINES}")
+    if no_event_penalty and not constrained:
+        raise ValueError(f"no_event_penalty={no_event_penalty} needs constrained decoding")
     tokenizer = processor.tokenizer
     if tokenizer is None:
         raise ValueError(f"{processor.source}: predicting needs tokenizer files in the model directory")
@@ -283,6 +288,7 @@ def predict_records(
         buckets=buckets,
         temperature=temperature,
         seed=seed,
+        no_event_penalty=no_event_penalty,
     )
     traces_before = decoder.traces
     featurizer = Featurizer(processor, image_side)
@@ -309,6 +315,7 @@ def predict_records(
         "constrained": bool(constrained),
         "pipeline": pipeline,
         "candidate_tasks": list(candidate_tasks),
+        "no_event_penalty": float(no_event_penalty),
         "decoded_items": 0,
         "tokens": 0,
         "unfinished": 0,

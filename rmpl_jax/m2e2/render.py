@@ -264,7 +264,7 @@ def render(
     brief: bool = False,
 ) -> list[Example]:
     """All examples of `task` for one record (argument tasks: one per event); `brief`: the
-    text tasks' prompts without schema and format lines (BRIEF_OMITS)."""
+    text tasks' prompts without schema and format lines."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; known: {TASKS}")
     if task == "mnre":

@@ -232,6 +232,7 @@ def _run(config, workdir: str, skips: SkipRegistry) -> dict:
         pipeline=config.pipeline,
         candidate_tasks=candidates.tasks,
         brief_prompts=config.prompts == "brief",
+        no_event_penalty=config.no_event_penalty,
     )
     if oracle is not None:
         stats["candidate_oracle"] = oracle

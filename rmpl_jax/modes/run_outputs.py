@@ -21,22 +21,25 @@ from rmpl_jax.train.state import TrainState
 SKIPPED_DECODE_STATS = ("missing_images", "sentences_with_missing_images", "unfinished")
 
 
-def _weights(config) -> str:
-    """Which weights the run starts from and which it trains."""
+def _weights(config, lora_regex: str) -> str:
+    """Which weights the run starts from and which it trains (`lora_regex`: the LoRA targets
+    after the family's default filled an empty `model.lora_targets`)."""
     m = config.model
     if not m.hf_dir:
         return "random init, every weight trained (demo)"
-    trained = [f"LoRA rank {m.lora_rank} on `{m.lora_targets}`"] if m.lora_rank > 0 else []
+    trained = [f"LoRA rank {m.lora_rank} on `{lora_regex}`"] if m.lora_rank > 0 else []
     trained += [f"`{m.trainable_regex}`"] if m.trainable_regex else []
     return "pretrained; trains " + (" plus ".join(trained) or "nothing the config names")
 
 
-def start_card(config, config_json: str, workdir: str, hf_dir: str, model_type: str, sources: Sources, heldout):
+def start_card(
+    config, config_json: str, workdir: str, hf_dir: str, model_type: str, lora_regex: str, sources: Sources, heldout
+):
     """The card of a run that is starting: model, data sizes and what reading the data skipped."""
     model = {
         "model directory": f"`{hf_dir}`",
         "model type": model_type,
-        "weights": _weights(config),
+        "weights": _weights(config, lora_regex),
         "dtype": config.model.dtype,
         "image side": config.data.image_side,
         "batch size (global)": config.data.batch_size,
@@ -81,10 +84,11 @@ def stage_summary(
     )
 
 
-def note_heldout(card: RunCard, metrics: dict, report_path: str) -> None:
-    """Adds the held-out scores and what decoding skipped or left unfinished."""
+def note_heldout(card: RunCard, heldout_name: str, metrics: dict, report_path: str) -> None:
+    """Adds the held-out scores (of the data `heldout_name` names) and what decoding skipped
+    or left unfinished."""
     card.scores = metrics
-    card.scores_about = "Held-out synthetic data, strict M2E2 protocol (percent)."
+    card.scores_about = f"Held-out data ({heldout_name}), strict M2E2 protocol (percent)."
     decode = metrics.get("decode", {})
     for key in SKIPPED_DECODE_STATS:
         if decode.get(key):

@@ -334,7 +334,8 @@ def _run(config, workdir: str, init_from: str | None, skips: SkipRegistry) -> di
     if processor.tokenizer is None:
         raise ConfigError(f"--config.model.hf_dir={hf_dir}: training needs tokenizer files in the model directory")
     config_json = resolved.to_json_best_effort(indent=1, sort_keys=True)
-    card = start_card(config, config_json, workdir, hf_dir, model_config.model_type, sources, heldout)
+    lora_regex = lora_targets(config.model.lora_targets, family)
+    card = start_card(config, config_json, workdir, hf_dir, model_config.model_type, lora_regex, sources, heldout)
     mesh = shd.make_mesh(mesh_shape(config))
     print(distributed.describe(mesh))
     run_ = Run(
@@ -385,11 +386,12 @@ def score_heldout(model, run: Run, heldout: HeldoutData) -> dict:
         pipeline="stage2" if config.stages[-1] == "stage2" else "joint",
         candidate_tasks=run.candidates.tasks,
         brief_prompts=config.data.get("prompts", "full") == "brief",
+        no_event_penalty=config.eval.get("no_event_penalty", 0.0),
     )
     if run.candidates.tasks:
         stats["candidate_oracle"] = oracle_summary(corpus.images.values())
         print(f"candidate oracle ceiling: {stats['candidate_oracle']}")
     report = os.path.join(run.workdir, "report.html")
     metrics = write_scores(corpus, predictions, stats, os.path.join(run.workdir, "heldout"), report)
-    note_heldout(run.card, metrics, report)
+    note_heldout(run.card, heldout.name, metrics, report)
     return metrics

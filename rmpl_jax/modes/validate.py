@@ -61,6 +61,7 @@ def validate_predict(config) -> str | None:
     _check_buckets(config.buckets, "buckets")
     if config.get("prompts"):
         _check_prompts(config.prompts, "prompts")
+    _check_no_event_penalty(config.get("no_event_penalty", 0.0), "no_event_penalty", config.constrained)
     return find_checkpoints(config.checkpoint, "checkpoint") if config.checkpoint else None
 
 
@@ -86,6 +87,7 @@ def _check_stages(config) -> None:
     _check_buckets(config.data.buckets, "data.buckets")
     if "buckets" in config.eval:
         _check_buckets(config.eval.buckets, "eval.buckets")
+    _check_no_event_penalty(config.eval.get("no_event_penalty", 0.0), "eval.no_event_penalty", constrained=True)
     _check_prompts(config.data.get("prompts", "full"), "data.prompts")
     share = config.data.get("eventless_share", 1.0)
     if not 0.0 <= share <= 1.0:
@@ -132,6 +134,13 @@ def _check_m2e2_block(block) -> None:
 def _check_prompts(style, key: str) -> None:
     if style not in PROMPT_STYLES:
         raise ConfigError(f"--config.{key}={style!r}: prompt styles are {PROMPT_STYLES}")
+
+
+def _check_no_event_penalty(value, key: str, constrained: bool) -> None:
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"--config.{key}={value!r}: a finite number (logits subtracted from a `none` answer)")
+    if value and not constrained:
+        raise ConfigError(f"--config.{key}={value}: needs constrained decoding (--config.constrained=True)")
 
 
 def _is_stage(value) -> bool:

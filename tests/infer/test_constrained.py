@@ -293,3 +293,21 @@ def test_byte_level_vocab_without_every_byte_token():
     assert vocab_.pieces[vocab["Ġevent"]] == b" event" and vocab_.pieces[vocab["Ċ"]] == b"\n"
     ids = [vocab[t] for t in ("e", "v", "e", "n", "t", ":", "Ġnone", "Ċ", "<|im_end|>")]
     assert vocab_.text(ids) == "event: none\n"
+
+
+def test_no_event_rows_are_the_none_answer_of_event_tasks(tok):
+    """The rows `no_event_penalty` is charged on: inside `none` of the event-block tasks only."""
+    vocab = C.vocab_for(tok, END_OF_TURN)
+    for task in ("text_ee", "text_mention", "visual_ee", "image_mention"):
+        g = C.task_grammar(task, vocab)
+        start = g.start()
+        assert not g.no_event[start]
+        none_ids = tok("none", add_special_tokens=False)["input_ids"]
+        row = start
+        for tid in none_ids:  # the canonical tokens of `none` walk inside the marked rows
+            row = int(g.next[row, list(g.ids).index(tid)])
+            assert g.no_event[row]
+        event_id = tok("event", add_special_tokens=False)["input_ids"][0]
+        assert not g.no_event[int(g.next[start, list(g.ids).index(event_id)])]
+    for task in ("text_argument", "image_argument", "mnre"):
+        assert not C.task_grammar(task, vocab).no_event.any()

@@ -125,6 +125,33 @@ def test_text_ee_demo_tokenizer(demo, split):
     assert decoder.traces == traces
 
 
+def test_no_event_penalty_moves_the_none_threshold(tiny, split):
+    """A large penalty on `none` makes every mention answer an event; a large negative one makes
+    every answer `none`; 0 decodes exactly as the default."""
+    model, processor = tiny
+    examples = [render.render_text_mention(dataclasses.replace(s, events=())) for s in split.sentences[:4]]
+
+    def texts(penalty):
+        decoder = Decoder(
+            model, batch_size=4, max_new_tokens=64, eos_ids=(_eos(processor),), pad_id=0, no_event_penalty=penalty
+        )
+        out, gens, _ = _decode(model, processor, examples, max_new=64, decoder=decoder)
+        _check_parse(examples, out, gens)
+        return out
+
+    default, _, _ = _decode(model, processor, examples, max_new=64)
+    assert texts(0.0) == default
+    assert all(t == "none" for t in texts(-1e4))
+    pushed = texts(1e4)
+    assert all(t.startswith("event:") for t in pushed), pushed
+    with pytest.raises(ValueError, match="finite"):
+        Decoder(model, batch_size=1, max_new_tokens=8, eos_ids=(1,), pad_id=0, no_event_penalty=float("nan"))
+
+
+def _eos(processor) -> int:
+    return C.vocab_for(processor.tokenizer, processor.end_of_turn).eos_id
+
+
 def test_tight_budget_still_ends(demo, split):
     model, processor = demo
     examples = _text_examples(split, 4)

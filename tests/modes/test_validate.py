@@ -30,6 +30,7 @@ def test_defaults_pass():
         (lambda c: c.data.update(mnre_images="/no/such/dir"), "--config.data.mnre_images=/no/such/dir"),
         (lambda c: c.model.update(hf_dir="/no/such/model"), "--config.model.hf_dir=/no/such/model: no config.json"),
         (lambda c: c.update(init_from="/no/such/run"), "--config.init_from=/no/such/run: no such directory"),
+        (lambda c: c.eval.update(no_event_penalty=float("inf")), r"--config.eval.no_event_penalty=inf: a finite"),
     ],
 )
 def test_train_mistakes(edit, message):
@@ -57,7 +58,10 @@ def test_predict_mistakes(tmp_path):
     config.images_dir = str(tmp_path / "none")
     with pytest.raises(ConfigError, match="--config.images_dir=.*none: no such directory"):
         validate_predict(config)
-    config.images_dir, config.checkpoint = "", str(tmp_path)
+    config.images_dir, config.no_event_penalty, config.constrained = "", 2.0, False
+    with pytest.raises(ConfigError, match="--config.no_event_penalty=2.0: needs constrained decoding"):
+        validate_predict(config)
+    config.constrained, config.checkpoint = True, str(tmp_path)
     with pytest.raises(ConfigError, match="--config.checkpoint=.*it holds no checkpoints"):
         validate_predict(config)
 
