@@ -49,6 +49,7 @@ def _decode(
     decoder=None,
     buckets=(256, 512, 1024),
     shape_hint=None,
+    no_event_penalty=0.0,
 ):
     vocab = C.vocab_for(processor.tokenizer, processor.end_of_turn)
     grammar = C.task_grammar(examples[0].task, vocab)
@@ -73,6 +74,7 @@ def _decode(
         temperature=temperature,
         seed=1,
         buckets=buckets,
+        no_event_penalty=no_event_penalty,
     )
     gens = decoder.generate(prompts, grammar, shape_hint=shape_hint)
     return [vocab.text(g.tokens) for g in gens], gens, decoder
@@ -132,10 +134,7 @@ def test_no_event_penalty_moves_the_none_threshold(tiny, split):
     examples = [render.render_text_mention(dataclasses.replace(s, events=())) for s in split.sentences[:4]]
 
     def texts(penalty):
-        decoder = Decoder(
-            model, batch_size=4, max_new_tokens=64, eos_ids=(_eos(processor),), pad_id=0, no_event_penalty=penalty
-        )
-        out, gens, _ = _decode(model, processor, examples, max_new=64, decoder=decoder)
+        out, gens, _ = _decode(model, processor, examples, max_new=64, no_event_penalty=penalty)
         _check_parse(examples, out, gens)
         return out
 
@@ -146,10 +145,6 @@ def test_no_event_penalty_moves_the_none_threshold(tiny, split):
     assert all(t.startswith("event:") for t in pushed), pushed
     with pytest.raises(ValueError, match="finite"):
         Decoder(model, batch_size=1, max_new_tokens=8, eos_ids=(1,), pad_id=0, no_event_penalty=float("nan"))
-
-
-def _eos(processor) -> int:
-    return C.vocab_for(processor.tokenizer, processor.end_of_turn).eos_id
 
 
 def test_tight_budget_still_ends(demo, split):
