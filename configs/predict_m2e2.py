@@ -49,7 +49,9 @@ def get_config():
     c.image_side = placeholder(int)  # the training square side (a multiple of 28); 0: photos at their own size
     c.batch_size = 16
     c.max_new_tokens = 128
-    c.pipeline = "stage2"  # 'stage2': mentions, then each mention's arguments; 'joint': whole events
+    # 'stage2': mentions, then each mention's arguments; 'joint': whole events; 'multimedia':
+    # 'stage2' plus the multimedia task on every (sentence, photo) pair of a document (coref).
+    c.pipeline = "stage2"
     c.constrained = True  # schema-constrained decoding (every output parses)
     c.temperature = 0.0  # 0: greedy
     # > 0: logits of a `none` (no event) answer lowered by this much, for more recall (choose on dev)

@@ -87,6 +87,10 @@ def get_config():
     c.data.candidates.min_score = 0.25  # detections listed: score >= this, highest first ...
     c.data.candidates.max_per_image = 10  # ... at most this many (0: all)
     c.data.candidates.imsitu_detections = ""
+    # The multimedia task's pairs (stage 2 trains it when its weight is > 0; README "Joint
+    # multimedia"): the share of a document's (sentence, photo) pairs without a shared event kept,
+    # and photos of the same type from other documents drawn per positive pair (target 'none').
+    c.data.multimedia = ml_collections.ConfigDict(dict(same_doc_negatives=1.0, other_doc_negatives=0))
     c.data.prompts = "full"  # 'brief': text prompts without the schema and format lines (m2e2/render.py)
     c.data.eventless_share = 1.0  # share of sentences without events kept in text_mention / text_ee
     c.data.image_side = 112  # every photo is resized to this square (a multiple of 28)
@@ -102,7 +106,13 @@ def get_config():
     c.stage1.warmup_steps = 20
 
     c.stage2 = ml_collections.ConfigDict()
-    c.stage2.tasks = {"text_mention": 0.3, "text_argument": 0.3, "image_mention": 0.2, "image_argument": 0.2}
+    c.stage2.tasks = {
+        "text_mention": 0.3,
+        "text_argument": 0.3,
+        "image_mention": 0.2,
+        "image_argument": 0.2,
+        "multimedia": 0.0,  # > 0: the joint sentence + photo task (and the held-out 'multimedia' pipeline)
+    }
     c.stage2.steps = 200
     c.stage2.learning_rate = 1e-3
     c.stage2.warmup_steps = 10
@@ -116,6 +126,8 @@ def get_config():
     c.checkpoint = ml_collections.ConfigDict(dict(every=100, keep=2))
     c.export = True  # W/export: merged HF safetensors + processor files, and the adapters
     c.eval = ml_collections.ConfigDict(dict(heldout=True, batch_size=16, max_new_tokens=96))
+    # 'auto': 'multimedia' when the last stage trains that task, else 'stage2' / 'joint' by stage.
+    c.eval.pipeline = "auto"
     c.eval.buckets = (64, 128, 256, 512, 1024, 1536, 2048)  # prompt lengths of the held-out decode (left padding)
     # > 0: the held-out decode answers `none` (no event) less often (infer/decode.py); choose it on dev.
     c.eval.no_event_penalty = 0.0

@@ -2,8 +2,10 @@
 Grain task sources.
 
 Stage 1 (unified schema): text_ee, visual_ee, mnre. Stage 2 (progressive): text_mention,
-image_mention, text_argument, image_argument. Image tasks see every photo resized to one
-square side (static shapes), so their boxes are moved into that frame before rendering.
+image_mention, text_argument, image_argument, and (by config) multimedia: a sentence and a
+photo of one document, from the data's cross-media pairs (`data/multimedia_pairs.py`). Image
+tasks see every photo resized to one square side (static shapes), so their boxes are moved
+into that frame before rendering.
 
 Nothing unusable reaches the Grain pipeline: photos are checked when the sources are read
 (`data/images.py`), examples longer than the largest bucket are measured before training
@@ -28,6 +30,7 @@ from rmpl_jax.data.jmee import read_jmee
 from rmpl_jax.data.lengths import drop_too_long
 from rmpl_jax.data.m2e2_docs import m2e2_documents
 from rmpl_jax.data.mnre import read_mnre
+from rmpl_jax.data.multimedia_pairs import PairSettings, training_pairs
 from rmpl_jax.data.oneie import read_oneie
 from rmpl_jax.data.pipeline import TaskSource
 from rmpl_jax.data.synthetic import SyntheticSplit, generate_corpus
@@ -42,21 +45,25 @@ from rmpl_jax.m2e2.candidates import ground_item, scaled
 from rmpl_jax.m2e2.records import (
     Box,
     BoxArgument,
+    CorefPair,
     ImageEvent,
     ImageItem,
     MNRERecord,
+    MultimediaPair,
     Sentence,
 )
 
 
 @dataclasses.dataclass(frozen=True)
 class Sources:
-    """Training records of one run. image_sizes: image_id -> (width, height)."""
+    """Training records of one run. image_sizes: image_id -> (width, height); coref: the
+    cross-media pairs (sentence, photo, type) of the sentences and photos."""
 
     sentences: tuple[Sentence, ...] = ()
     images: tuple[ImageItem, ...] = ()
     image_sizes: Mapping[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
     relations: tuple[MNRERecord, ...] = ()
+    coref: tuple[CorefPair, ...] = ()
     reports: tuple[ReadReport, ...] = ()  # what reading each source kept, skipped and dropped
 
     def summary(self) -> str:
@@ -163,7 +170,7 @@ def synthetic_sources(
             items = with_detections(split.images, found, candidates, skips, f"synthetic {name}")
             corpus[name] = dataclasses.replace(split, images=tuple(items))
         train, heldout = corpus["train"], corpus["heldout"]
-    return Sources(train.sentences, train.images, train.image_sizes), heldout
+    return Sources(train.sentences, train.images, train.image_sizes, coref=train.pairs), heldout
 
 
 def uses_m2e2_text(data) -> bool:
@@ -224,6 +231,22 @@ def real_sources(data, skips: SkipRegistry, candidates: CandidateSettings = Cand
     return Sources(tuple(sentences), tuple(images), sizes, tuple(relations), tuple(reports))
 
 
+def _framed(task, item, sources, side, candidates: CandidateSettings, skips) -> ImageItem:
+    """The photo in the model's frame; in a candidate task its gold boxes grounded to candidates
+    (arguments without one at `min_iou` dropped and counted), elsewhere no candidates."""
+    framed = scale_to_frame(item, sources.image_sizes[item.image_id], side)
+    if task not in candidates.tasks or framed.candidates is None:
+        return dataclasses.replace(framed, candidates=None)
+    framed, dropped = ground_item(framed, candidates.min_iou)
+    if dropped and skips is not None:
+        skips.add(
+            f"task {task}: image arguments without a candidate at IoU >= {candidates.min_iou}, left out of the target",
+            item.image_id,
+            count=dropped,
+        )
+    return framed
+
+
 def task_examples(
     task: str,
     sources: Sources,
@@ -232,13 +255,26 @@ def task_examples(
     candidates: CandidateSettings = CandidateSettings(),
     skips: SkipRegistry | None = None,
     text: TextTaskSettings = TextTaskSettings(),
+    pairs: PairSettings | None = None,
 ) -> list[grammar.Example]:
     """Every example of `task` from the sources (image tasks: only photos on disk). In the
     candidate tasks, photos with candidates name one per box: each gold box is grounded to
     its best candidate, and arguments without one at `min_iou` are dropped and counted.
-    `text`: brief prompts, and which eventless sentences text_mention and text_ee keep."""
+    `text`: brief prompts, and which eventless sentences text_mention and text_ee keep;
+    `pairs`: which negatives the multimedia task trains on."""
     if task == "mnre":
         return [ex for r in sources.relations for ex in render.render("mnre", r)]
+    if task == grammar.MULTIMEDIA:
+        found = training_pairs(sources.sentences, sources.images, sources.coref, pairs or PairSettings(), skips=skips)
+        return [
+            render.render_multimedia(
+                MultimediaPair(p.sentence, _framed(task, p.image, sources, side, candidates, skips), p.event_type),
+                (side, side),
+                codec,
+                text.brief,
+            )
+            for p in found
+        ]
     if task in grammar.TEXT_TASKS:
         kept = [s for s in sources.sentences if task == "text_argument" or text.keeps(s)]
         return [ex for s in kept for ex in render.render(task, s, brief=text.brief)]
@@ -246,18 +282,7 @@ def task_examples(
     for item in sources.images:
         if item.path is None:
             continue
-        framed = scale_to_frame(item, sources.image_sizes[item.image_id], side)
-        if task in candidates.tasks and framed.candidates is not None:
-            framed, dropped = ground_item(framed, candidates.min_iou)
-            if dropped and skips is not None:
-                skips.add(
-                    f"task {task}: image arguments without a candidate at IoU >= {candidates.min_iou}, "
-                    "left out of the target",
-                    item.image_id,
-                    count=dropped,
-                )
-        else:
-            framed = dataclasses.replace(framed, candidates=None)
+        framed = _framed(task, item, sources, side, candidates, skips)
         out += render.render(task, framed, image_size=(side, side), codec=codec)
     return out
 
@@ -274,6 +299,7 @@ def stage_tasks(
     skips: SkipRegistry,
     candidates: CandidateSettings = CandidateSettings(),
     text: TextTaskSettings = TextTaskSettings(),
+    pairs: PairSettings | None = None,
 ) -> list[TaskSource]:
     """Weighted task sources of a stage; a task of weight 0 (how a config override drops one)
     or with no examples is reported and left out.
@@ -290,7 +316,7 @@ def stage_tasks(
         if weight <= 0:
             print(f"task {task}: weight {weight}, left out of the mixture")
             continue
-        examples = task_examples(task, sources, codec, side, candidates, skips, text)
+        examples = task_examples(task, sources, codec, side, candidates, skips, text, pairs)
         lengths = token_lengths(examples)
         kept = drop_too_long(task, examples, lengths, max_tokens, lenient=lenient, skips=skips)
         length_of = {id(ex): int(n) for ex, n in zip(examples, lengths)}

@@ -10,7 +10,9 @@ Three kinds, all deterministic over UTF-8 bytes:
 - a **box** automaton per (codec, frame): ` [x1, y1, x2, y2]`, every number a code inside the
   frame exactly as the codec writes it;
 - a **choice** automaton per candidate list (boxes grounded in detector candidates):
-  ` ` + exactly one of the listed values `LABEL [x1, y1, x2, y2]`, nothing else.
+  ` ` + exactly one of the listed values `LABEL [x1, y1, x2, y2]`, nothing else;
+- a **pair** automaton (multimedia: a sentence and a photo): the span automaton's entries and
+  the box (or choice) automaton's entry side by side.
 A value ends with `\\n` (EXIT: back to the line start of the current event type, which the
 decoder keeps in a register) or with the end-of-turn token (an accepting state).
 
@@ -43,6 +45,7 @@ VALUE_TASKS = {
     "image_argument": "box",
     "image_mention": None,
     "mnre": None,
+    grammar.MULTIMEDIA: "span+box",
 }
 
 
@@ -111,8 +114,8 @@ def build_skeleton(task: str) -> Skeleton:
     for k in range(2, K_MAX + 1):
         sk.path(at, f"{k}{grammar.SEP.strip()}", entries[k])
 
-    def value_head(node: int) -> None:
-        if value == "span":
+    def value_head(node: int, kind: str = value) -> None:
+        if kind == "span":
             sk.path(node, grammar.SEP.strip(), entries[1])
             sk.path(node, grammar.OCCURRENCE, at)
         else:
@@ -133,6 +136,9 @@ def build_skeleton(task: str) -> Skeleton:
         sk.starts[None] = start
         sk.line_start = [start] * n_types
         return sk
+
+    if task == grammar.MULTIMEDIA:
+        return _multimedia_skeleton(sk, value_head, none_line, entries)
 
     if task in ("text_argument", "image_argument"):
         line = []
@@ -187,6 +193,35 @@ def build_skeleton(task: str) -> Skeleton:
         for t, leaf in enumerate(leaves):
             sk.accepting[leaf] = True
             sk.edges[leaf][NEWLINE] = sk.line_start[t]
+    return sk
+
+
+def _multimedia_skeleton(sk: Skeleton, value_head, none_line, entries) -> Skeleton:
+    """`none`, or one event: `event: T`, `trigger:` + span, then text role lines (spans) and
+    `image ROLE` lines (boxes) of type T in any order; no second event line."""
+    type_root = sk.new()
+    start = sk.new()
+    none_line(start)
+    state = start
+    for b in grammar.NONE.encode("utf-8"):
+        state = sk.edges[state][b]
+        sk.no_event[state] = True
+    sk.path(start, grammar.EVENT + grammar.SEP.strip(), type_root)
+    sk.starts[None] = start
+    after_event = sk.new()
+    value_head(sk.path(after_event, grammar.TRIGGER), "span")
+    line = []
+    for t, event_type in enumerate(ontology.EVENT_TYPES):
+        leaf = sk.path(type_root, " " + event_type)
+        sk.types[leaf] = t
+        sk.edges[leaf][NEWLINE] = after_event
+        ls = sk.new()
+        for role in ontology.TEXT_ROLES[event_type]:
+            value_head(sk.path(ls, role), "span")
+        for role in ontology.IMAGE_ROLES[event_type]:
+            value_head(sk.path(ls, grammar.IMAGE_ROLE + role), "box")
+        line.append(ls)
+    sk.line_start = line
     return sk
 
 
@@ -345,6 +380,30 @@ class BoxAutomaton:
                 out.update(nxt)  # digits never start a literal, so no clash
         self._memo[state] = out
         return out
+
+
+# ------------------------------------------------------------------------------ pairs
+
+
+class PairAutomaton:
+    """A sentence's span automaton (entries 1..K_MAX) beside a photo's box or choice automaton
+    (entry 0), for answers with both kinds of value (multimedia). States are tagged with the
+    side they belong to; EXIT stays shared."""
+
+    def __init__(self, spans: SpanAutomaton, boxes):
+        self.sides = (spans, boxes)
+
+    def entries(self) -> dict[int, object]:
+        out = {j: (0, s) for j, s in self.sides[0].entries().items() if j != BOX_ENTRY}
+        out.update({j: (1, s) for j, s in self.sides[1].entries().items() if j == BOX_ENTRY})
+        return out
+
+    def accepting(self, state) -> bool:
+        return self.sides[state[0]].accepting(state[1])
+
+    def step(self, state) -> dict[int, object]:
+        side, inner = state
+        return {b: nxt if nxt == EXIT else (side, nxt) for b, nxt in self.sides[side].step(inner).items()}
 
 
 # ------------------------------------------------------------------------------ choices

@@ -40,6 +40,7 @@ from rmpl_jax.infer.automata import (
     VALUE_TASKS,
     BoxAutomaton,
     ChoiceAutomaton,
+    PairAutomaton,
     SpanAutomaton,
     build_skeleton,
 )
@@ -407,6 +408,13 @@ def _choice_cached(choices: tuple[str, ...], vocab: TokenVocab) -> ValueTables:
     return _value_tables(ChoiceAutomaton(choices), vocab)
 
 
+@functools.lru_cache(maxsize=1024)
+def _pair_cached(words: tuple[str, ...], boxes: tuple, vocab: TokenVocab) -> ValueTables:
+    kind, *args = boxes
+    box_side = ChoiceAutomaton(args[0]) if kind == "choices" else BoxAutomaton(args[0], args[1])
+    return _value_tables(PairAutomaton(SpanAutomaton(words), box_side), vocab)
+
+
 @functools.lru_cache(maxsize=8)
 def _no_values(vocab: TokenVocab) -> ValueTables:
     empty = np.zeros(0, np.int32)
@@ -430,6 +438,18 @@ def box_tables(codec: BoxCodec, frame: ImageSize, vocab: TokenVocab) -> ValueTab
     return _box_cached(codec, (int(frame[0]), int(frame[1])), vocab)
 
 
+def pair_tables(words: Sequence[str], context: grammar.Context, vocab: TokenVocab) -> ValueTables:
+    """Value tables of a sentence and a photo together (multimedia): spans of `words` and the
+    context's boxes (its candidates when listed, else free boxes in its frame)."""
+    if context.candidates is not None:
+        boxes = ("choices", tuple(context.candidates))
+    else:
+        if context.codec is None or context.image_size is None:
+            raise ValueError(f"task {context.task} needs codec and image_size in its context")
+        boxes = ("free", context.codec, (int(context.image_size[0]), int(context.image_size[1])))
+    return _pair_cached(tuple(words), boxes, vocab)
+
+
 # ------------------------------------------------------------------------------ examples
 
 
@@ -448,7 +468,9 @@ def example_constraint(grammar: TaskGrammar, context: grammar.Context) -> Exampl
     if context.task != grammar.task:
         raise ValueError(f"context of task {context.task!r} given to the {grammar.task!r} grammar")
     kind = VALUE_TASKS[grammar.task]
-    if kind == "span":  # a sentence without words can only answer `none`
+    if kind == "span+box":
+        values = pair_tables(context.words, context, grammar.vocab)
+    elif kind == "span":  # a sentence without words can only answer `none`
         values = span_tables(context.words, grammar.vocab)
     elif kind == "box" and context.candidates is not None:  # grounded: copy a listed candidate
         values = choice_tables(context.candidates, grammar.vocab)

@@ -24,7 +24,7 @@ or after `max_new_tokens`. Greedy by default; temperature > 0 samples. With a gr
 tokens are gathered and masked (see constrained.py); the automaton state and the event-type
 register are two int32 per row in the loop state. `no_event_penalty` is subtracted from the
 logits of the tokens that begin a `none` answer to an event-block task (text_mention, text_ee,
-image_mention, visual_ee): a threshold on "no event" that trades precision for recall without
+image_mention, visual_ee, multimedia): a threshold on "no event" that trades precision for recall without
 retraining (chosen on held-out data, like the lexicon baseline's threshold).
 """
 

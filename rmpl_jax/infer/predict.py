@@ -12,10 +12,14 @@ Prompts are the training prompts (`render.render_*` of the item without its gold
 chat-formatted by `Featurizer.prompt_features`), images resized to `image_side` as in training;
 box codes are read in that square frame and mapped back to the photo's pixels.
 
-Cross-media coreference (no gold labels involved): for every sentence and every photo of its
-document (the sentence's `images` field), if the photo's predicted event (its first one, the
-one the scorer reads) has a type that the sentence's predicted events also have, the pair
-becomes a `coref` record of that type.
+Cross-media coreference (no gold labels involved), pipelines "joint" and "stage2": for every
+sentence and every photo of its document (the sentence's `images` field), if the photo's
+predicted event (its first one, the one the scorer reads) has a type that the sentence's
+predicted events also have, the pair becomes a `coref` record of that type. Pipeline
+"multimedia" decodes text and photos as "stage2" does, then asks the model about every
+(sentence, photo-on-disk) pair of a document (task `multimedia`, sentence and photo in one
+prompt); its answers become the coref records and are merged into the events
+(`infer/multimedia.py`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from PIL import Image
 
 from rmpl_jax.data.featurize import Featurizer
+from rmpl_jax.data.multimedia_pairs import document_photos
 from rmpl_jax.infer.constrained import (
     example_constraint,
     task_grammar,
@@ -34,6 +39,7 @@ from rmpl_jax.infer.constrained import (
     vocab_for,
 )
 from rmpl_jax.infer.decode import DEFAULT_BUCKETS, Decoder, Prompt, pick_bucket
+from rmpl_jax.infer.multimedia import merge_answers
 from rmpl_jax.io.progress import progress as progress_bar
 from rmpl_jax.m2e2 import grammar, parse, render
 from rmpl_jax.m2e2.boxes import BoxCodec
@@ -45,6 +51,7 @@ from rmpl_jax.m2e2.records import (
     CorefPair,
     ImageEvent,
     ImageItem,
+    MultimediaPair,
     Sentence,
     image_id_of,
 )
@@ -97,7 +104,7 @@ def coref_pairs(
     return list(dict.fromkeys(out))
 
 
-PIPELINES = ("joint", "stage2")
+PIPELINES = ("joint", "stage2", "multimedia")
 
 
 def _decode(
@@ -165,6 +172,24 @@ def _image_events(
     for key, p in _decode(runner, "image_argument", arg_items, False, failures).items():
         events[key.split("\t")[0]].extend(p.events)
     return events
+
+
+def _multimedia_answers(
+    runner, sentences: list[Sentence], present: list[ImageItem], frames, sizes, codec, failures, candidate_tasks, brief
+) -> dict[tuple[str, str], tuple]:
+    """(sentence_id, image_id) -> the multimedia answer, for every sentence and every photo of
+    its document that is on disk (no gold involved: the pairs are the documents' own)."""
+    photos = {i.image_id: i for i in present}
+    items = []
+    for s in sentences:
+        blank = dataclasses.replace(s, events=())
+        for photo in document_photos(s, photos):
+            k = photo.image_id
+            framed = _in_frame(photo, grammar.MULTIMEDIA, candidate_tasks, frames[k], sizes[k])
+            example = render.render_multimedia(MultimediaPair(blank, framed), frames[k], codec, brief)
+            items.append(_Item(f"{s.sentence_id}\t{k}", example))
+    parsed = _decode(runner, grammar.MULTIMEDIA, items, False, failures)
+    return {tuple(item.key.split("\t")): parsed[item.key].events for item in items}
 
 
 class _Run:
@@ -250,12 +275,15 @@ def predict_records(
 
     pipeline: "joint" asks for whole events at once (stage-1 tasks text_ee, visual_ee);
     "stage2" first identifies event mentions (text_mention, image_mention), then asks for
-    each mention's arguments (text_argument, image_argument) — what stage 2 trains.
+    each mention's arguments (text_argument, image_argument) — what stage 2 trains;
+    "multimedia" is "stage2" plus the multimedia task on every (sentence, photo) pair of a
+    document, whose answers decide the coref records (the module docstring).
     candidate_tasks: the box tasks (visual_ee, image_argument) whose prompts list each photo's
     `candidates` (detector boxes) and whose boxes copy one of them (`m2e2/candidates.py`).
     brief_prompts: the text tasks' prompts as trained with `data.prompts="brief"`.
-    no_event_penalty: lowers the logits of a `none` answer to the mention tasks (`Decoder`), so
-    more sentences and photos get events; constrained decoding only.
+    no_event_penalty: lowers the logits of a `none` answer to the mention tasks and the
+    multimedia task (`Decoder`), so more sentences, photos and pairs get events; constrained
+    decoding only.
 
     model: a family's model (`models.family.CausalLM`; LoRA adapters may be attached).
     processor: the family's processor, with a tokenizer. image_sizes: image_id -> (width,
@@ -324,8 +352,18 @@ def predict_records(
     runner = _Run(decoder, featurizer, constrained, bar, stats)
     failures: dict[str, list[int]] = {}
     start = time.perf_counter()
-    text_events = _text_events(runner, sentences, pipeline, failures, brief_prompts)
-    image_events = _image_events(runner, present, frames, sizes, codec, pipeline, failures, tuple(candidate_tasks))
+    per_item = "joint" if pipeline == "joint" else "stage2"
+    text_events = _text_events(runner, sentences, per_item, failures, brief_prompts)
+    image_events = _image_events(runner, present, frames, sizes, codec, per_item, failures, tuple(candidate_tasks))
+    coref = None
+    if pipeline == "multimedia":
+        before = (time.perf_counter(), stats["decoded_items"])
+        answers = _multimedia_answers(
+            runner, sentences, present, frames, sizes, codec, failures, tuple(candidate_tasks), brief_prompts
+        )
+        text_events, image_events, coref = merge_answers(answers, text_events, image_events)
+        stats["multimedia_pairs"] = stats["decoded_items"] - before[1]
+        stats["multimedia_seconds"] = round(time.perf_counter() - before[0], 3)
     seconds = time.perf_counter() - start
     bar.close()
 
@@ -335,9 +373,11 @@ def predict_records(
         ImagePrediction(i.image_id, _to_original(image_events[i.image_id], frames[i.image_id], sizes[i.image_id]))
         for i in present
     ]
-    predictions.coref = coref_pairs(
-        sentences, {p.sentence_id: p for p in predictions.text}, {p.image_id: p for p in predictions.images}
-    )
+    if coref is None:
+        coref = coref_pairs(
+            sentences, {p.sentence_id: p for p in predictions.text}, {p.image_id: p for p in predictions.images}
+        )
+    predictions.coref = coref
     n = stats["decoded_items"]
     stats.update(
         parse_failures={k: v[0] for k, v in failures.items()},

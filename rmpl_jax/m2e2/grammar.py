@@ -20,7 +20,8 @@ order then offset (boxes: then codes), so parse(render(x)) gives x back exactly 
 quantised by the codec, see `canonical_image_events`).
 
 Task kinds: text_ee, visual_ee, mnre (stage 1); text_mention, image_mention,
-text_argument, image_argument (stage 2).
+text_argument, image_argument (stage 2); multimedia (a sentence and a photo of one document:
+the event both report, with its trigger, text arguments and `image ROLE: BOX` lines, or `none`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ from rmpl_jax.m2e2.records import BoxArgument, ImageEvent, Span, TextArgument, T
 
 TEXT_TASKS = ("text_ee", "text_mention", "text_argument")
 IMAGE_TASKS = ("visual_ee", "image_mention", "image_argument")
-TASKS = TEXT_TASKS + IMAGE_TASKS + ("mnre",)
+MULTIMEDIA = "multimedia"
+TASKS = TEXT_TASKS + IMAGE_TASKS + ("mnre", MULTIMEDIA)
+VISION_TASKS = IMAGE_TASKS + (MULTIMEDIA,)  # tasks that always show a photo
 
 EVENT = "event"
 TRIGGER = "trigger"
@@ -42,8 +45,9 @@ RELATION = "relation"
 NONE = "none"
 SEP = ": "
 OCCURRENCE = "@"
+IMAGE_ROLE = "image "  # multimedia answers: `image ROLE: BOX` sets image arguments apart from text ones
 
-assert not {EVENT, TRIGGER, RELATION, NONE} & {
+assert not {EVENT, TRIGGER, RELATION, NONE, IMAGE_ROLE.strip()} & {
     r for roles in (*ontology.TEXT_ROLES.values(), *ontology.IMAGE_ROLES.values()) for r in roles
 }
 
@@ -57,8 +61,8 @@ TYPE_ORDER = {t: i for i, t in enumerate(ontology.EVENT_TYPES)}
 class Context:
     """What `parse` needs besides the target: the task and the item it was asked about.
 
-    words: the sentence (text tasks, mnre). image_size: (width, height) and codec: the
-    box codec (visual_ee, image_argument). event_type/trigger: the given event
+    words: the sentence (text tasks, mnre, multimedia). image_size: (width, height) and codec:
+    the box codec (visual_ee, image_argument, multimedia). event_type/trigger: the given event
     (argument tasks; trigger for text_argument only). candidates: the values
     (`LABEL [x1, y1, x2, y2]`) a box argument must be one of, or None for free boxes.
     """
@@ -86,7 +90,8 @@ class Example:
 
 @dataclasses.dataclass(frozen=True)
 class Parsed:
-    """A parsed target: TextEvents (text tasks) or ImageEvents (image tasks), or a relation.
+    """A parsed target: TextEvents (text tasks) or ImageEvents (image tasks), or a relation;
+    multimedia: `(TextEvent, ImageEvent)` of the shared event, or `()`.
 
     `failures` counts lines (or events) that did not fit the grammar or the context and
     were left out; `errors` says why, one message each.

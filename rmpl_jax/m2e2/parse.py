@@ -11,6 +11,8 @@ import re
 from rmpl_jax.m2e2 import ontology
 from rmpl_jax.m2e2.grammar import (
     EVENT,
+    IMAGE_ROLE,
+    MULTIMEDIA,
     NONE,
     RELATION,
     SEP,
@@ -55,7 +57,9 @@ def parse(target: str, context: Context) -> Parsed:
     """
     if context.task not in TASKS:
         raise ValueError(f"unknown task {context.task!r}")
-    if context.task in ("visual_ee", "image_argument") and (context.codec is None or context.image_size is None):
+    if context.task in ("visual_ee", "image_argument", MULTIMEDIA) and (
+        context.codec is None or context.image_size is None
+    ):
         raise ValueError(f"task {context.task} needs context.codec and context.image_size")
     if context.task in ("text_argument", "image_argument") and context.event_type not in TYPE_ORDER:
         raise ValueError(f"task {context.task} needs context.event_type, one of the 8 types")
@@ -80,6 +84,8 @@ def parse(target: str, context: Context) -> Parsed:
             if a is not None
         ]
         return _done(_given_event(context, args), fails)
+    if context.task == MULTIMEDIA:
+        return _done(_parse_multimedia(context, lines, fails), fails)
     return _done(_parse_events(context, lines, fails), fails)
 
 
@@ -116,12 +122,13 @@ def _resolve(words, value: str, k: int, i: int, fails) -> Span | None:
     return span
 
 
-def _parse_argument(context, event_type, i, line, fails):
+def _parse_argument(context, event_type, i, line, fails, text: bool | None = None):
+    """A `ROLE: VALUE` line: a span (text tasks, or `text=True`) or a box."""
     parts = _split(line, i, fails)
     if parts is None:
         return None
     role, k, value = parts
-    text = context.task in TEXT_TASKS
+    text = context.task in TEXT_TASKS if text is None else text
     roles = (ontology.TEXT_ROLES if text else ontology.IMAGE_ROLES)[event_type]
     if role not in roles:
         fails.add(i, f"{role!r} is not a role of {event_type}")
@@ -204,6 +211,43 @@ def _parse_events(context: Context, lines, fails) -> list:
             fails.add(i, f"{name!r} lines are not part of a {task} answer")
     close()
     return events
+
+
+def _parse_multimedia(context: Context, lines, fails) -> tuple:
+    """One shared event: `event: T`, `trigger: W`, text `ROLE: W` lines and `image ROLE: BOX`
+    lines -> (TextEvent, ImageEvent); () when the event line or the trigger is unusable."""
+    (i, first), rest = lines[0], lines[1:]
+    parts = _split(first, i, fails)
+    if parts is None or parts[0] != EVENT or parts[1] != 1 or parts[2].strip() not in TYPE_ORDER:
+        fails.add(i, f"expected 'event: TYPE' first, got {first[:80]!r}")
+        return ()
+    event_type = parts[2].strip()
+    trigger, text_args, image_args = None, [], []
+    for i, line in rest:
+        if line.startswith(IMAGE_ROLE):
+            arg = _parse_argument(context, event_type, i, line[len(IMAGE_ROLE) :], fails, text=False)
+            if arg is not None:
+                image_args.append(arg)
+            continue
+        parts = _split(line, i, fails)
+        if parts is None:
+            continue
+        name, k, value = parts
+        if name == EVENT:
+            fails.add(i, "a second event line (the answer is one shared event)")
+        elif name == TRIGGER:
+            if trigger is not None:
+                fails.add(i, "second trigger line for one event")
+            else:
+                trigger = _resolve(context.words, value, k, i, fails)
+        else:
+            arg = _parse_argument(context, event_type, i, line, fails, text=True)
+            if arg is not None:
+                text_args.append(arg)
+    if trigger is None:
+        fails.add(lines[0][0], f"event {event_type} has no usable trigger line; left out")
+        return ()
+    return TextEvent(event_type, trigger, tuple(text_args)), ImageEvent(event_type, tuple(image_args))
 
 
 def _parse_mnre(lines, fails) -> Parsed:

@@ -111,6 +111,16 @@ class ImageItem:
 
 
 @dataclasses.dataclass(frozen=True)
+class MultimediaPair:
+    """A sentence and a photo of one document asked about together (the `multimedia` task):
+    `event_type` is the event both report (a CorefPair's type), or None when they share none."""
+
+    sentence: Sentence
+    image: ImageItem
+    event_type: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class CorefPair:
     """A sentence and a photo of the same document that show the same event."""
 

@@ -11,6 +11,8 @@ from rmpl_jax.m2e2.boxes import BoxCodec, ImageSize
 from rmpl_jax.m2e2.candidates import candidate_value, candidate_values
 from rmpl_jax.m2e2.grammar import (
     EVENT,
+    IMAGE_ROLE,
+    MULTIMEDIA,
     NONE,
     RELATION,
     SEP,
@@ -25,7 +27,7 @@ from rmpl_jax.m2e2.grammar import (
     type_key,
 )
 from rmpl_jax.m2e2.ontology import MNRE_RELATIONS
-from rmpl_jax.m2e2.records import ImageEvent, ImageItem, MNRERecord, Sentence, TextEvent
+from rmpl_jax.m2e2.records import ImageEvent, ImageItem, MNRERecord, MultimediaPair, Sentence, TextEvent
 
 # ---------------------------------------------------------------- prompts
 
@@ -59,12 +61,18 @@ def _box_format(item: ImageItem, image_size: ImageSize, codec: BoxCodec) -> tupl
     """(how an argument line is described, the prompt line listing the candidates or '')."""
     if item.candidates is None:
         return f"'ROLE: [x1, y1, x2, y2]' per argument, with {codec.description}", ""
-    values = candidate_values(item.candidates, image_size, codec)
-    listed = "; ".join(values) if values else "none"
     return (
         f"'ROLE: LABEL [x1, y1, x2, y2]' per argument, copying one of the candidates, with {codec.description}",
-        f"Candidates: {listed}",
+        _candidates_line(item, image_size, codec),
     )
+
+
+def _candidates_line(item: ImageItem, image_size: ImageSize, codec: BoxCodec) -> str:
+    """The prompt line listing the photo's candidates ('' without candidates)."""
+    if item.candidates is None:
+        return ""
+    values = candidate_values(item.candidates, image_size, codec)
+    return f"Candidates: {'; '.join(values) if values else 'none'}"
 
 
 def _box_value(item: ImageItem, box, image_size: ImageSize, codec: BoxCodec) -> str:
@@ -232,6 +240,67 @@ def render_image_argument(item: ImageItem, event: ImageEvent, image_size: ImageS
     )
 
 
+def shared_events(pair: MultimediaPair) -> tuple[TextEvent, ImageEvent] | None:
+    """The pair's shared event in each modality: the sentence's first event of the pair's type
+    (grammar order) and the photo's event of that type; None when the pair shares none."""
+    if pair.event_type is None:
+        return None
+    text = [
+        e for e in canonical_text_events(pair.sentence.events, pair.sentence.words) if e.event_type == pair.event_type
+    ]
+    image = [e for e in pair.image.events if e.event_type == pair.event_type]
+    if not text or not image:
+        raise ValueError(
+            f"pair ({pair.sentence.sentence_id}, {pair.image.image_id}): no {pair.event_type} event in "
+            f"{'the sentence' if not text else 'the photo'}"
+        )
+    return text[0], image[0]
+
+
+def render_multimedia(pair: MultimediaPair, image_size: ImageSize, codec: BoxCodec, brief: bool = False) -> Example:
+    """Sentence + photo of one document -> the event both report (type, trigger, text argument
+    spans, then `image ROLE: BOX` lines; with `pair.image.candidates` each box names a listed
+    candidate), or `none` when they share no event."""
+    words, item = pair.sentence.words, pair.image
+    lines = []
+    shared = shared_events(pair)
+    if shared is not None:
+        text, image = shared
+        (image,) = canonical_image_events([image], image_size, codec)
+        lines.append(f"{EVENT}{SEP}{text.event_type}")
+        lines.append(span_line(TRIGGER, words, text.trigger))
+        lines.extend(span_line(a.role, words, a.span) for a in text.arguments)
+        lines.extend(f"{IMAGE_ROLE}{a.role}{SEP}{_box_value(item, a.box, image_size, codec)}" for a in image.arguments)
+    listed = _candidates_line(item, image_size, codec)
+    box = "[x1, y1, x2, y2]" if item.candidates is None else "LABEL [x1, y1, x2, y2] (one of the candidates)"
+    prompt = _prompt(
+        "Task: find the event that both the sentence and the image report.",
+        *_instructions(
+            brief,
+            f"Event types (argument roles): {_schema_line(ontology.TEXT_ROLES)}.",
+            "Write 'event: TYPE', then 'trigger: WORDS', then 'ROLE: WORDS' per argument in the sentence "
+            f"and '{IMAGE_ROLE}ROLE: {box}' per argument in the image, with {codec.description}. "
+            f"{_SPAN_RULE} Write 'none' if they report no common event.",
+        ),
+        *([listed] if listed else []),
+        f"Sentence: {' '.join(words)}",
+    )
+    return Example(
+        MULTIMEDIA,
+        f"{pair.sentence.sentence_id}\t{item.image_id}",
+        prompt,
+        _target(lines),
+        Context(
+            MULTIMEDIA,
+            words=words,
+            image_size=tuple(image_size),
+            codec=codec,
+            candidates=_candidate_context(item, image_size, codec),
+        ),
+        item.path,
+    )
+
+
 def render_mnre(record: MNRERecord) -> Example:
     """Sentence + image + head + tail -> their relation (MNRE)."""
     words = record.tokens
@@ -269,6 +338,12 @@ def render(
         raise ValueError(f"unknown task {task!r}; known: {TASKS}")
     if task == "mnre":
         return [render_mnre(record)]
+    if task == MULTIMEDIA:
+        if not isinstance(record, MultimediaPair):
+            raise TypeError(f"task {task} renders a MultimediaPair, got {type(record).__name__}")
+        if image_size is None or codec is None:
+            raise ValueError(f"task {task} needs image_size and codec")
+        return [render_multimedia(record, image_size, codec, brief)]
     if task in TEXT_TASKS:
         if not isinstance(record, Sentence):
             raise TypeError(f"task {task} renders a Sentence, got {type(record).__name__}")

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 
 from rmpl_jax.io.errors import ConfigError
-from rmpl_jax.m2e2.grammar import IMAGE_TASKS
+from rmpl_jax.m2e2.grammar import VISION_TASKS
 from rmpl_jax.models.family import ModelFamily, family_for_dir
 from rmpl_jax.train import distributed
 
@@ -74,7 +74,7 @@ def check_tasks_fit(config, family: ModelFamily, model_config) -> None:
         return
     problems, fixes = [], []
     for stage in config.stages:
-        tasks = [t for t, w in config[stage].tasks.items() if w > 0 and t in IMAGE_TASKS]
+        tasks = [t for t, w in config[stage].tasks.items() if w > 0 and t in VISION_TASKS]
         if tasks:
             problems.append(f"{stage}: {', '.join(tasks)}")
             fixes += [f"--config.{stage}.tasks.{t}=0" for t in tasks]

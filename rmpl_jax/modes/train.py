@@ -26,6 +26,7 @@ from rmpl_jax.data.curriculum import (
 )
 from rmpl_jax.data.featurize import Featurizer
 from rmpl_jax.data.m2e2_docs import m2e2_documents
+from rmpl_jax.data.multimedia_pairs import PairSettings
 from rmpl_jax.eval.heldout import HeldoutData, write_scores
 from rmpl_jax.eval.run_card import RunCard
 from rmpl_jax.infer.predict import predict_records
@@ -35,6 +36,7 @@ from rmpl_jax.io.run_config import write_run_config
 from rmpl_jax.io.skips import SkipRegistry
 from rmpl_jax.m2e2 import render
 from rmpl_jax.m2e2.candidates import oracle_summary
+from rmpl_jax.m2e2.grammar import MULTIMEDIA
 from rmpl_jax.models import lora
 from rmpl_jax.models.family import ModelFamily, Processor, write_demo_model
 from rmpl_jax.modes.model_setup import (
@@ -197,6 +199,7 @@ def train_stage(run: Run, name: str, init_from: str | None):
         skips=run.skips,
         candidates=run.candidates,
         text=TextTaskSettings.from_config(config.data),
+        pairs=PairSettings.from_config(config.data.get("multimedia")),
     )
     for source in sources:
         print(f"  task {source.name}: {len(source.examples)} examples, weight {source.weight}")
@@ -366,6 +369,18 @@ def _run(config, workdir: str, init_from: str | None, skips: SkipRegistry) -> di
     return metrics
 
 
+def heldout_pipeline(config) -> str:
+    """`eval.pipeline`, where 'auto' follows the last stage: 'multimedia' when it trains the
+    multimedia task, else 'stage2' after stage 2 and 'joint' after stage 1 alone."""
+    chosen = config.eval.get("pipeline", "auto")
+    if chosen != "auto":
+        return chosen
+    last = config.stages[-1]
+    if config[last].tasks.get(MULTIMEDIA, 0) > 0:
+        return "multimedia"
+    return "stage2" if last == "stage2" else "joint"
+
+
 def score_heldout(model, run: Run, heldout: HeldoutData) -> dict:
     """Decodes the held-out data (the synthetic split, or M2E2 documents of a split) with the
     last stage's tasks and scores it (`W/heldout/predictions.jsonl`, `W/heldout/metrics.json`,
@@ -383,7 +398,7 @@ def score_heldout(model, run: Run, heldout: HeldoutData) -> dict:
         batch_size=config.eval.batch_size,
         max_new_tokens=config.eval.max_new_tokens,
         buckets=tuple(config.eval.buckets),
-        pipeline="stage2" if config.stages[-1] == "stage2" else "joint",
+        pipeline=heldout_pipeline(config),
         candidate_tasks=run.candidates.tasks,
         brief_prompts=config.data.get("prompts", "full") == "brief",
         no_event_penalty=config.eval.get("no_event_penalty", 0.0),

@@ -13,6 +13,7 @@ import os
 
 import jax
 
+from rmpl_jax.infer.predict import PIPELINES
 from rmpl_jax.io.errors import ConfigError
 from rmpl_jax.m2e2 import grammar
 from rmpl_jax.m2e2.doc_split import PARTS
@@ -25,7 +26,7 @@ FROM_BASE = "base"  # init_from value: start the first stage from the base model
 STAGE_KEYS = ("tasks", "steps", "learning_rate", "warmup_steps")
 TRAIN_FILES = ("ace_path", "imsitu_path", "mnre_path", "imsitu_mapping")
 TRAIN_DIRS = ("imsitu_images", "mnre_images")
-CANDIDATE_TASKS = ("visual_ee", "image_argument")  # the tasks that write boxes
+CANDIDATE_TASKS = ("visual_ee", "image_argument", "multimedia")  # the tasks that write boxes
 
 
 def validate_train(config) -> str | None:
@@ -89,6 +90,7 @@ def _check_stages(config) -> None:
         _check_buckets(config.eval.buckets, "eval.buckets")
     _check_no_event_penalty(config.eval.get("no_event_penalty", 0.0), "eval.no_event_penalty", constrained=True)
     _check_prompts(config.data.get("prompts", "full"), "data.prompts")
+    _check_multimedia(config)
     share = config.data.get("eventless_share", 1.0)
     if not 0.0 <= share <= 1.0:
         raise ConfigError(f"--config.data.eventless_share={share}: a share in [0, 1]")
@@ -99,6 +101,23 @@ def _check_stages(config) -> None:
         raise ConfigError(
             f"--config.checkpoint.every={config.checkpoint.every} and --config.checkpoint.keep="
             f"{config.checkpoint.keep} must both be at least 1"
+        )
+
+
+def _check_multimedia(config) -> None:
+    """`eval.pipeline` and the multimedia task's pair settings."""
+    pipeline = config.eval.get("pipeline", "auto")
+    if pipeline not in ("auto", *PIPELINES):
+        raise ConfigError(f"--config.eval.pipeline={pipeline!r}: one of {('auto', *PIPELINES)}")
+    block = config.data.get("multimedia")
+    if block is None:
+        return
+    if not 0.0 <= block.same_doc_negatives <= 1.0:
+        raise ConfigError(f"--config.data.multimedia.same_doc_negatives={block.same_doc_negatives}: a share in [0, 1]")
+    if not isinstance(block.other_doc_negatives, int) or block.other_doc_negatives < 0:
+        raise ConfigError(
+            f"--config.data.multimedia.other_doc_negatives={block.other_doc_negatives}: "
+            "photos per positive pair, an integer >= 0"
         )
 
 

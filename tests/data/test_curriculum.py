@@ -144,3 +144,31 @@ def test_eventless_share_thins_only_sentences_without_events_and_only_in_whole_s
     assert len(task_examples("text_argument", sources, codec, SIDE, text=quarter)) == 50
     assert len(task_examples("text_mention", sources, codec, SIDE)) == 1050  # the default keeps all
     assert all("Event types" not in ex.prompt for ex in mentions)  # brief prompts
+
+
+def test_multimedia_examples_from_the_synthetic_pairs(tmp_path):
+    from rmpl_jax.data.curriculum import CandidateSettings, synthetic_sources, task_examples
+    from rmpl_jax.m2e2 import parse
+
+    codec = codec_for("qwen2_5_vl")
+    sources, _ = synthetic_sources(str(tmp_path), seed=0, train_docs=12, heldout_docs=3)
+    examples = task_examples("multimedia", sources, codec, SIDE)
+    positives = [ex for ex in examples if ex.target != "none"]
+    assert len(positives) == len(sources.coref) and len(examples) > len(positives)
+    for ex in examples:  # every example parses back, in the model's frame
+        assert ex.image and ex.context.image_size == (SIDE, SIDE)
+        assert parse.parse(ex.target, ex.context).failures == 0
+    assert {ex.item_id for ex in positives} == {f"{c.sentence_id}\t{c.image_id}" for c in sources.coref}
+
+    settings = CandidateSettings(tasks=("multimedia",))
+    skips = SkipRegistry()
+    grounded_sources, _ = synthetic_sources(
+        str(tmp_path), seed=0, train_docs=12, heldout_docs=3, candidates=settings, skips=skips
+    )
+    grounded = task_examples("multimedia", grounded_sources, codec, SIDE, settings, skips)
+    assert all("Candidates:" in ex.prompt and ex.context.candidates is not None for ex in grounded)
+    image_lines = [
+        (ex.context.candidates, line) for ex in grounded for line in ex.target.split("\n") if line.startswith("image ")
+    ]
+    assert image_lines and all(line.split(": ", 1)[1] in values for values, line in image_lines)
+    assert any("task multimedia: image arguments without a candidate" in reason for reason in skips.counts())

@@ -212,3 +212,42 @@ def test_predict_mode_with_a_lora_checkpoint(tiny, split, tmp_path):
     config.model.lora_rank = 3  # not the checkpoint's rank: a clear error
     with pytest.raises(ValueError, match="check lora_rank"):
         predict_mode.load_model(config.model, str(tmp_path / "ckpt"))
+
+
+def test_multimedia_pipeline_asks_about_every_document_pair(tiny, split):
+    _, model, processor = tiny
+    sentences = [s for s in split.sentences if s.images][:6] + [s for s in split.sentences if not s.images][:1]
+    images = list(split.images)
+    codec = Qwen25VLBoxes(min_pixels=IMAGE_SIDE**2, max_pixels=IMAGE_SIDE**2)
+    preds, stats = predict.predict_records(
+        model,
+        processor,
+        sentences=sentences,
+        images=images,
+        image_sizes=split.image_sizes,
+        codec=codec,
+        image_side=IMAGE_SIDE,
+        batch_size=4,
+        max_new_tokens=48,
+        temperature=2.0,
+        progress=False,
+        pipeline="multimedia",
+    )
+    on_disk = {i.image_id for i in images if i.path}
+    pairs = {(s.sentence_id, f.removesuffix(".png")) for s in sentences for f in s.images} & {
+        (s.sentence_id, i) for s in sentences for i in on_disk
+    }
+    assert stats["multimedia_pairs"] == len(pairs) > 0 and stats["multimedia_seconds"] > 0
+    assert stats["parse_failures"]["multimedia"] == 0 and stats["unfinished"] == 0
+    assert set(stats["parse_failures"]) == {
+        "text_mention",
+        "text_argument",
+        "image_mention",
+        "image_argument",
+        "multimedia",
+    }
+    text = {p.sentence_id: {e.event_type for e in p.events} for p in preds.text}
+    shown = {p.image_id: {e.event_type for e in p.events} for p in preds.images}
+    for c in preds.coref:  # the learned pairs are document pairs, merged into both modalities
+        assert (c.sentence_id, c.image_id) in pairs
+        assert c.event_type in text[c.sentence_id] and c.event_type in shown[c.image_id]

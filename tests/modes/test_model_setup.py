@@ -33,6 +33,10 @@ def test_image_tasks_on_a_text_only_model(tmp_path):
     config.stage1.tasks.visual_ee = 0.0
     config.stage2.tasks.image_mention = config.stage2.tasks.image_argument = 0.0
     check_tasks_fit(config, family, model_config)  # text tasks only: fine
+    config.stage2.tasks.multimedia = 0.2
+    with pytest.raises(ValueError, match=r"stage2: multimedia\). Drop them with: --config.stage2.tasks.multimedia=0$"):
+        check_tasks_fit(config, family, model_config)
+    config.stage2.tasks.multimedia = 0.0
     config.data.mnre_images = "mnre/images"
     with pytest.raises(ValueError, match=r"stage1: mnre with photos .* --config.data.mnre_images=''"):
         check_tasks_fit(config, family, model_config)

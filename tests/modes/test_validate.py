@@ -31,6 +31,9 @@ def test_defaults_pass():
         (lambda c: c.model.update(hf_dir="/no/such/model"), "--config.model.hf_dir=/no/such/model: no config.json"),
         (lambda c: c.update(init_from="/no/such/run"), "--config.init_from=/no/such/run: no such directory"),
         (lambda c: c.eval.update(no_event_penalty=float("inf")), r"--config.eval.no_event_penalty=inf: a finite"),
+        (lambda c: c.eval.update(pipeline="pairs"), r"--config.eval.pipeline='pairs': one of \('auto', 'joint'"),
+        (lambda c: c.data.multimedia.update(same_doc_negatives=1.5), "same_doc_negatives=1.5: a share in"),
+        (lambda c: c.data.multimedia.update(other_doc_negatives=-1), "other_doc_negatives=-1: photos per positive"),
     ],
 )
 def test_train_mistakes(edit, message):
