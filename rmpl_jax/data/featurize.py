@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
+from rmpl_jax.data.images import open_photo
 from rmpl_jax.io.read_report import DataError
 from rmpl_jax.m2e2.grammar import Example
 
@@ -17,7 +18,7 @@ def load_image(path: str, side: int | None) -> Image.Image:
     A photo that cannot be decoded raises DataError naming it (`data/images.py` checks
     photos up front; this catches one that changed since)."""
     try:
-        with Image.open(path) as image:
+        with open_photo(path) as image:
             image = image.convert("RGB")
     except (OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{path}: unreadable image ({type(e).__name__}: {e}); replace the file") from None

@@ -9,11 +9,13 @@ of the cost of a full decode). Checks run in threads (PIL releases the GIL to de
 from __future__ import annotations
 
 import concurrent.futures
+import io
 import os
 from collections.abc import Iterable, Sequence
 
 from PIL import Image
 
+from rmpl_jax.io.paths import is_remote, read_bytes
 from rmpl_jax.io.read_report import DataError
 from rmpl_jax.io.skips import SkipRegistry
 
@@ -21,13 +23,25 @@ from rmpl_jax.io.skips import SkipRegistry
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 
 
+def _photo_source(path: str) -> str | io.BytesIO:
+    # A remote photo is read whole: PIL reads lazily, from a file that must stay open.
+    return io.BytesIO(read_bytes(path)) if is_remote(path) else path
+
+
+def open_photo(path: str) -> Image.Image:
+    """`Image.open` of a local path or a URL (gs://...)."""
+    return Image.open(_photo_source(path))
+
+
 def check_photo(path: str) -> tuple[int, int]:
     """(width, height) of a readable photo; DataError naming the file otherwise (empty,
     not an image, truncated or corrupt, zero-size, larger than MAX_PIXELS)."""
     try:
-        if os.path.getsize(path) == 0:
+        source = _photo_source(path)
+        size = source.getbuffer().nbytes if isinstance(source, io.BytesIO) else os.path.getsize(path)
+        if size == 0:
             raise DataError(f"{path}: empty file (0 bytes)")
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             width, height = image.size
             if width <= 0 or height <= 0:
                 raise DataError(f"{path}: image of size {width}x{height}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 
+from rmpl_jax.io.paths import file_lookup
 from rmpl_jax.io.read_report import DataError, ReadReport, load_json, require
 from rmpl_jax.m2e2 import ontology
 from rmpl_jax.m2e2.records import Box, BoxArgument, ImageEvent, ImageItem, image_id_of
@@ -47,10 +48,11 @@ def read_imsitu(
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a JSON object keyed by image name, got {type(data).__name__}")
     items, sizes = [], {}
+    find = None if images_dir is None else file_lookup(images_dir)
     for image_name, obj in data.items():
         where = f"{path}: image {image_name!r}"
         try:
-            item, size = _item(image_name, obj, mapping, images_dir, keep_unmapped, where, report)
+            item, size = _item(image_name, obj, mapping, images_dir, find, keep_unmapped, where, report)
         except DataError as e:
             report.skip(e)
             continue
@@ -61,7 +63,7 @@ def read_imsitu(
     return items, sizes, report
 
 
-def _item(image_name, obj, mapping, images_dir, keep_unmapped, where, report):
+def _item(image_name, obj, mapping, images_dir, find, keep_unmapped, where, report):
     verb = require(obj, "verb", str, where)
     width = require(obj, "width", int, where)
     height = require(obj, "height", int, where)
@@ -96,12 +98,13 @@ def _item(image_name, obj, mapping, images_dir, keep_unmapped, where, report):
             arguments.append(BoxArgument(m2e2_role, box))
     report.counts["arguments"] += len(arguments)
     file_path = None
-    if images_dir is not None:
-        file_path = os.path.join(os.fspath(images_dir), image_name)
-        if not os.path.isfile(file_path):
+    if find is not None:
+        file_path = find(image_name)
+        if file_path is None:
             report.counts["images_missing"] += 1
             raise DataError(
-                f"{where}: photo {file_path} is missing (check imsitu_images, or read leniently to skip it)"
+                f"{where}: photo {os.path.join(os.fspath(images_dir), image_name)} is missing "
+                "(check imsitu_images, or read leniently to skip it)"
             )
     events = () if event_type is None else (ImageEvent(event_type, tuple(arguments)),)
     return ImageItem(image_id_of(image_name), events, file_path), (width, height)

@@ -22,6 +22,7 @@ from typing import Any
 from rmpl_jax.data.images import check_photos
 from rmpl_jax.data.jmee import sentence_from_jmee
 from rmpl_jax.io.lines import numbered_lines
+from rmpl_jax.io.paths import exists, file_lookup, is_dir, list_names
 from rmpl_jax.io.read_report import DataError, ReadReport, load_json, require
 from rmpl_jax.io.skips import SkipRegistry
 from rmpl_jax.m2e2 import ontology
@@ -140,7 +141,7 @@ def read_m2e2(annotations_dir: str, images_dir: str | None = None, *, lenient: b
     """
     report = ReadReport(source=annotations_dir, lenient=lenient)
     for name in TEXT_FILES + IMAGE_FILES + (COREF_FILE,):
-        if not os.path.exists(os.path.join(annotations_dir, name)):
+        if not exists(os.path.join(annotations_dir, name)):
             raise DataError(f"{annotations_dir}: missing M2E2 file {name}")
     sentences = read_sentences([os.path.join(annotations_dir, n) for n in TEXT_FILES], report)
     image_events = read_image_events([os.path.join(annotations_dir, n) for n in IMAGE_FILES], report)
@@ -148,10 +149,11 @@ def read_m2e2(annotations_dir: str, images_dir: str | None = None, *, lenient: b
 
     image_ids = dict.fromkeys(image_id_of(f) for s in sentences.values() for f in s.images)
     image_ids.update(dict.fromkeys(image_events))
+    find = _photo_lookup(images_dir)
     images = {}
     for image_id in image_ids:
         event = image_events.get(image_id)
-        images[image_id] = ImageItem(image_id, (event,) if event else (), _photo_path(images_dir, image_id))
+        images[image_id] = ImageItem(image_id, (event,) if event else (), find(image_id))
     _, missing = candidate_photos(sentences.values(), images_dir)
     report.records = len(sentences) + len(image_events) + len(coref)
     return M2E2Corpus(sentences, images, coref, missing, report)
@@ -160,11 +162,12 @@ def read_m2e2(annotations_dir: str, images_dir: str | None = None, *, lenient: b
 PHOTO_SUFFIX = ".jpg"
 
 
-def _photo_path(images_dir: str | None, image_id: str) -> str | None:
+def _photo_lookup(images_dir: str | None):
+    """`find(image_id)`: the photo's path in `images_dir`, None when it is not there."""
     if images_dir is None:
-        return None
-    path = os.path.join(images_dir, image_id + PHOTO_SUFFIX)
-    return path if os.path.isfile(path) else None
+        return lambda image_id: None
+    find = file_lookup(images_dir)
+    return lambda image_id: find(image_id + PHOTO_SUFFIX)
 
 
 def candidate_photos(
@@ -179,10 +182,11 @@ def candidate_photos(
     """
     referenced = dict.fromkeys(image_id_of(f) for s in sentences for f in s.images)
     ids = dict(referenced)
-    if images_dir is not None and unreferenced and os.path.isdir(images_dir):
-        on_disk = sorted(image_id_of(n) for n in os.listdir(images_dir) if n.endswith(PHOTO_SUFFIX))
+    if images_dir is not None and unreferenced and is_dir(images_dir):
+        on_disk = sorted(image_id_of(n) for n in list_names(images_dir) if n.endswith(PHOTO_SUFFIX))
         ids.update(dict.fromkeys(on_disk))
-    photos = [ImageItem(image_id, (), _photo_path(images_dir, image_id)) for image_id in ids]
+    find = _photo_lookup(images_dir)
+    photos = [ImageItem(image_id, (), find(image_id)) for image_id in ids]
     missing = () if images_dir is None else tuple(p.image_id for p in photos if p.path is None)
     return photos, missing
 

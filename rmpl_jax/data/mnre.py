@@ -16,6 +16,7 @@ import ast
 import os
 
 from rmpl_jax.io.lines import numbered_lines
+from rmpl_jax.io.paths import file_lookup
 from rmpl_jax.io.read_report import (
     DataError,
     ReadReport,
@@ -41,17 +42,18 @@ def read_mnre(
     stem = os.path.splitext(os.path.basename(path))[0]
     report = ReadReport(source=path, lenient=lenient)
     records = []
+    find = None if images_dir is None else file_lookup(images_dir)
     for lineno, line in numbered_lines(path, on_error=report.skip):
         where = f"{path}:{lineno}"
         try:
-            records.append(_record(line, f"{stem}:{lineno}", images_dir, where, report))
+            records.append(_record(line, f"{stem}:{lineno}", find, where, report))
         except DataError as e:
             report.skip(e)
     report.records = len(records)
     return records, report
 
 
-def _record(line, record_id, images_dir, where, report) -> MNRERecord:
+def _record(line, record_id, find, where, report) -> MNRERecord:
     try:
         obj = ast.literal_eval(line.strip())
     except (ValueError, SyntaxError, MemoryError, RecursionError) as e:
@@ -63,10 +65,7 @@ def _record(line, record_id, images_dir, where, report) -> MNRERecord:
     if relation not in _RELATIONS:
         raise DataError(f"{where}: key 'relation' {relation!r} is not an MNRE relation")
     img_id = require(obj, "img_id", str, where)
-    image = None
-    if images_dir is not None:
-        candidate = os.path.join(os.fspath(images_dir), img_id)
-        image = candidate if os.path.isfile(candidate) else None
+    image = None if find is None else find(img_id)
     if image is None:
         report.counts["images_missing"] += 1
     return MNRERecord(record_id, tokens, head, tail, relation, img_id, image)

@@ -12,6 +12,7 @@ import io
 
 from PIL import Image, ImageDraw, ImageFont
 
+from rmpl_jax.data.images import open_photo
 from rmpl_jax.m2e2.records import Box
 
 GOLD_COLOUR = (0, 170, 60)
@@ -89,5 +90,5 @@ def jpeg_data_uri(image: Image.Image, quality: int = 85) -> str:
 
 def photo_thumbnail_uri(path: str, gold: list[tuple[str, Box]], pred: list[tuple[str, Box]]) -> str:
     """The photo at `path` with its boxes, as an embeddable JPEG data URI."""
-    with Image.open(path) as image:
+    with open_photo(path) as image:
         return jpeg_data_uri(draw_boxes(image, gold, pred))

@@ -28,9 +28,8 @@ import dataclasses
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
-from PIL import Image
-
 from rmpl_jax.data.featurize import Featurizer
+from rmpl_jax.data.images import open_photo
 from rmpl_jax.data.multimedia_pairs import document_photos
 from rmpl_jax.infer.constrained import (
     example_constraint,
@@ -69,7 +68,7 @@ def _image_size(item: ImageItem, sizes: Mapping[str, tuple[int, int]] | None) ->
     if sizes is not None and item.image_id in sizes:
         w, h = sizes[item.image_id]
         return int(w), int(h)
-    with Image.open(item.path) as im:  # reads the header only
+    with open_photo(item.path) as im:  # reads the header only (of a local file)
         return im.size
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 
+from rmpl_jax.io.paths import as_path
 from rmpl_jax.io.read_report import DataError
 
 
@@ -17,7 +18,7 @@ def numbered_lines(
     A line that is not UTF-8 raises DataError naming the file and line; with `on_error`
     (e.g. `ReadReport.skip`, which raises again in strict mode) it is handed over and skipped.
     """
-    with open(path, "rb") as f:
+    with as_path(path).open("rb") as f:  # a local path or a URL (gs://...)
         for lineno, raw in enumerate(f, 1):
             try:
                 line = raw.decode("utf-8")

@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from rmpl_jax.io.errors import UserError
+from rmpl_jax.io.paths import read_bytes
 
 MAX_PROBLEMS = 100  # messages kept verbatim; the count keeps growing past it
 
@@ -50,8 +51,7 @@ class ReadReport:
 def load_json(path: str) -> Any:
     """Parses a JSON file; a truncated, invalid or non-UTF-8 file raises DataError naming it
     and the line."""
-    with open(path, "rb") as f:
-        raw = f.read()
+    raw = read_bytes(path)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
