@@ -4,6 +4,9 @@ seconds and reads as one line naming the `--config.` key and the fix.
 Unknown keys given on the command line are refused when the flags are parsed (`main.py`);
 here: names inside settings (stages, task mixtures), the mesh against the devices, the
 batch against the mesh and processes, paths, and where a stage starts from.
+
+Data, photo and run paths may be URLs (`gs://bucket/x`, through etils.epath); a model
+directory must be local (its safetensors are memory-mapped, its tokenizer read by path).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import os
 import jax
 
 from rmpl_jax.infer.predict import PIPELINES
+from rmpl_jax.io import paths
 from rmpl_jax.io.errors import ConfigError
 from rmpl_jax.m2e2 import grammar
 from rmpl_jax.m2e2.doc_split import PARTS
@@ -29,9 +33,11 @@ TRAIN_DIRS = ("imsitu_images", "mnre_images")
 CANDIDATE_TASKS = ("visual_ee", "image_argument", "multimedia")  # the tasks that write boxes
 
 
-def validate_train(config) -> str | None:
-    """Checks a train config; returns the checkpoints directory `init_from` names (None
-    when the first stage starts from the base model)."""
+def validate_train(config, workdir: str = "") -> str | None:
+    """Checks a train config (and `workdir`, when given); returns the checkpoints directory
+    `init_from` names (None when the first stage starts from the base model)."""
+    if workdir:
+        check_reachable(workdir, "--workdir")
     _check_stages(config)
     _check_mesh_and_batch(config)
     model_options(config.model, pretrained=bool(config.model.hf_dir))
@@ -48,9 +54,11 @@ def validate_train(config) -> str | None:
     return _init_from(config)
 
 
-def validate_predict(config) -> str | None:
-    """Checks a predict config; returns the checkpoints directory `checkpoint` names (None
-    when the model's own weights are used)."""
+def validate_predict(config, workdir: str = "") -> str | None:
+    """Checks a predict config (and `workdir`, when given); returns the checkpoints directory
+    `checkpoint` names (None when the model's own weights are used)."""
+    if workdir:
+        check_reachable(workdir, "--workdir")
     _check_paths(config, ("split",) if "split" in config else (), ("m2e2_dir", "images_dir"), prefix="")
     if "candidates" in config:
         check_candidates(config.candidates, "candidates.")
@@ -63,7 +71,10 @@ def validate_predict(config) -> str | None:
     if config.get("prompts"):
         _check_prompts(config.prompts, "prompts")
     _check_no_event_penalty(config.get("no_event_penalty", 0.0), "no_event_penalty", config.constrained)
-    return find_checkpoints(config.checkpoint, "checkpoint") if config.checkpoint else None
+    if not config.checkpoint:
+        return None
+    check_reachable(config.checkpoint, "--config.checkpoint")
+    return find_checkpoints(config.checkpoint, "checkpoint")
 
 
 def _check_stages(config) -> None:
@@ -193,15 +204,34 @@ def _check_mesh_and_batch(config) -> None:
 def _check_paths(block, files, dirs, *, prefix: str) -> None:
     for key in files:
         path = block[key]
-        if path and not os.path.isfile(path):
+        if path and not (check_reachable(path, f"--config.{prefix}{key}") and paths.is_file(path)):
             raise ConfigError(f"--config.{prefix}{key}={path}: no such file; check the path")
     for key in dirs:
         path = block[key]
-        if path and not os.path.isdir(path):
+        if path and not (check_reachable(path, f"--config.{prefix}{key}") and paths.is_dir(path)):
             raise ConfigError(f"--config.{prefix}{key}={path}: no such directory; check the path")
 
 
+def check_reachable(path: str, flag: str) -> bool:
+    """True, after asking a URL's storage once: a failure to ask (no client library for the
+    scheme, e.g. gcsfs for gs://, no credentials, no network) is a ConfigError naming `flag`
+    (`--config.key` or `--workdir`) instead of a traceback from deep inside a run."""
+    if paths.is_remote(path):
+        try:
+            paths.exists(path)
+        except Exception as e:  # gcsfs, s3fs and their clients raise their own kinds
+            detail = str(e).splitlines()[0] if str(e) else ""
+            raise ConfigError(f"{flag}={path}: cannot reach it ({type(e).__name__}: {detail})") from None
+    return True
+
+
 def _check_model_dir(path: str, key: str) -> None:
+    if paths.is_remote(path):
+        raise ConfigError(
+            f"--config.{key}={path}: a model directory must be a local path (its safetensors are "
+            "memory-mapped and its tokenizer read from files); copy it to local disk first, e.g. "
+            f"`gcloud storage cp -r {path} .`"
+        )
     if not os.path.isfile(os.path.join(path, "config.json")):
         raise ConfigError(
             f"--config.{key}={path}: no config.json there; give a Hugging Face model directory "
@@ -214,6 +244,7 @@ def _init_from(config) -> str | None:
     if init_from == FROM_BASE:
         return None
     if init_from:
+        check_reachable(init_from, "--config.init_from")
         return find_checkpoints(init_from, "init_from")
     if config.stages[0] == "stage2":
         raise ConfigError(
