@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from rmpl_jax.eval.report import write_report
 from rmpl_jax.eval.scorer import score
 from rmpl_jax.eval.tables import format_table
+from rmpl_jax.io import paths
 from rmpl_jax.m2e2.corpus import M2E2Corpus
 from rmpl_jax.m2e2.predictions import PredictionSet, write_predictions
 
@@ -31,13 +32,11 @@ def write_scores(
     """Writes `out_dir/predictions.jsonl` and `out_dir/metrics.json` (scores plus the decode
     `stats`), and the HTML report to `report_path` when given; prints the table and returns
     the metrics."""
-    os.makedirs(out_dir, exist_ok=True)
     write_predictions(os.path.join(out_dir, "predictions.jsonl"), predictions)
     report = score(corpus, predictions)
     metrics = report.as_dict()
     metrics["decode"] = stats
-    with open(os.path.join(out_dir, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=1, default=str)
+    paths.write_text(os.path.join(out_dir, "metrics.json"), json.dumps(metrics, indent=1, default=str))
     print(f"held-out data ({len(corpus.sentences)} sentences, {len(corpus.images)} photos), strict protocol:")
     print(format_table(report))
     if report_path:

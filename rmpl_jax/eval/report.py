@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 
 from rmpl_jax.eval import html_tables
 from rmpl_jax.eval.confusion import photo_confusion, trigger_confusion
@@ -17,6 +16,7 @@ from rmpl_jax.eval.errors import KINDS, error_counts, find_errors
 from rmpl_jax.eval.report_assets import SCRIPT, STYLE
 from rmpl_jax.eval.report_cards import Cards, build_cards
 from rmpl_jax.eval.scorer import ScoreReport, score, strict_items
+from rmpl_jax.io import paths
 from rmpl_jax.m2e2.corpus import M2E2Corpus
 from rmpl_jax.m2e2.predictions import PredictionSet
 
@@ -116,7 +116,5 @@ def write_report(
 ) -> ScoreReport:
     """Writes the page to `path` (its folder is created); returns the scores it shows."""
     page, report = render_report(corpus, predictions, title=title, notes=notes)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(page)
+    paths.write_text(path, page)
     return report

@@ -8,6 +8,7 @@ import datetime
 import time
 
 from rmpl_jax.eval.scorer import SETTINGS, VARIANTS
+from rmpl_jax.io import paths
 
 
 @dataclasses.dataclass
@@ -113,9 +114,7 @@ class RunCard:
         return [*out, ""]
 
     def write(self, path: str) -> str:
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(self.markdown())
-        return path
+        return paths.write_text(path, self.markdown())
 
 
 def _utc(t: float) -> str:

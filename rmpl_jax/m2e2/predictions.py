@@ -18,6 +18,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from rmpl_jax.io import paths
 from rmpl_jax.io.errors import UserError
 from rmpl_jax.io.lines import numbered_lines
 from rmpl_jax.io.read_report import DataError
@@ -189,11 +190,8 @@ def coref_line(pair: CorefPair) -> dict:
 
 
 def write_predictions(path: str, predictions: PredictionSet) -> None:
-    """Writes text, image, then coref lines."""
-    with open(path, "w", encoding="utf-8") as f:
-        for p in predictions.text:
-            f.write(json.dumps(text_line(p.sentence_id, p.events)) + "\n")
-        for p in predictions.images:
-            f.write(json.dumps(image_line(p.image_id, p.events)) + "\n")
-        for pair in predictions.coref:
-            f.write(json.dumps(coref_line(pair)) + "\n")
+    """Writes text, image, then coref lines (to a local path or a URL, gs://...)."""
+    lines = [text_line(p.sentence_id, p.events) for p in predictions.text]
+    lines += [image_line(p.image_id, p.events) for p in predictions.images]
+    lines += [coref_line(pair) for pair in predictions.coref]
+    paths.write_text(path, "".join(json.dumps(line) + "\n" for line in lines))

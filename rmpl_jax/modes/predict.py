@@ -25,6 +25,7 @@ from rmpl_jax.eval.report import write_report
 from rmpl_jax.eval.scorer import score
 from rmpl_jax.eval.tables import format_table
 from rmpl_jax.infer.predict import predict_records
+from rmpl_jax.io import paths
 from rmpl_jax.io.run_config import find_run_config
 from rmpl_jax.io.shared_data import shared_data_path
 from rmpl_jax.io.skips import SkipRegistry
@@ -171,7 +172,7 @@ def run(config, workdir: str) -> dict:
 
 
 def _run(config, workdir: str, skips: SkipRegistry) -> dict:
-    config.checkpoint = validate_predict(config) or ""
+    config.checkpoint = validate_predict(config, workdir) or ""
     train_run = resolve_from_run(config)
     if train_run is not None:
         print(
@@ -236,8 +237,7 @@ def _run(config, workdir: str, skips: SkipRegistry) -> dict:
     )
     if oracle is not None:
         stats["candidate_oracle"] = oracle
-    os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, "predictions.jsonl")
+    path = os.path.join(workdir, "predictions.jsonl")  # workdir: a local folder or a URL (gs://...)
     write_predictions(path, predictions)
     written = read_predictions(path)  # scores what the file says, validated
     report = score(corpus, written)
@@ -248,9 +248,8 @@ def _run(config, workdir: str, skips: SkipRegistry) -> dict:
         stats, checkpoint=config.checkpoint or None, checkpoint_step=step, limit=int(config.limit)
     )
     metrics["skipped"] = skips.counts()
-    with open(os.path.join(workdir, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=1)
+    metrics_path = paths.write_text(os.path.join(workdir, "metrics.json"), json.dumps(metrics, indent=1))
     page = os.path.join(workdir, "report.html")
     write_report(page, corpus, written, title=f"M2E2 predictions: {path}", notes=metrics["predict"])
-    print(f"wrote {path}, {os.path.join(workdir, 'metrics.json')} and {page}")
+    print(f"wrote {path}, {metrics_path} and {page}")
     return metrics

@@ -8,6 +8,7 @@ from rmpl_jax.data.m2e2 import read_m2e2
 from rmpl_jax.eval.report import write_report
 from rmpl_jax.eval.scorer import gold_as_predictions
 from rmpl_jax.eval.tables import format_table
+from rmpl_jax.io import paths
 from rmpl_jax.io.shared_data import shared_data_path
 from rmpl_jax.m2e2.predictions import read_predictions
 
@@ -17,7 +18,7 @@ def images_dir_of(config, m2e2_dir: str) -> str | None:
     if config.images_dir:
         return config.images_dir
     default = os.path.join(m2e2_dir, "images")
-    return default if os.path.isdir(default) else None
+    return default if paths.is_dir(default) else None
 
 
 def run(config, workdir: str) -> dict:

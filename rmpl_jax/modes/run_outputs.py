@@ -14,6 +14,7 @@ import numpy as np
 from rmpl_jax.data.curriculum import Sources
 from rmpl_jax.data.pipeline import TaskSource
 from rmpl_jax.eval.run_card import RunCard, StageSummary
+from rmpl_jax.io import paths
 from rmpl_jax.train.curves import write_curves
 from rmpl_jax.train.metrics_log import METRICS_FILE
 from rmpl_jax.train.state import TrainState
@@ -108,7 +109,7 @@ def finish_run(card: RunCard, stage_names) -> None:
         card.skips += [f"{s.name}: task {t} had no examples and was left out of the mixture" for t in s.left_out]
     curves = write_curves(card.workdir, list(stage_names))
     logs = [os.path.join(card.workdir, n, METRICS_FILE) for n in stage_names]
-    card.outputs += [p for p in logs if os.path.exists(p)]
+    card.outputs += [p for p in logs if paths.exists(p)]
     if curves:
         card.outputs.append(curves)
     path = card.write(os.path.join(card.workdir, "run.md"))

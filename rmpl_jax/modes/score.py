@@ -9,6 +9,7 @@ import os
 from rmpl_jax.data.m2e2 import read_m2e2
 from rmpl_jax.eval.scorer import gold_as_predictions, score
 from rmpl_jax.eval.tables import format_table
+from rmpl_jax.io import paths
 from rmpl_jax.io.shared_data import shared_data_path
 from rmpl_jax.m2e2.predictions import read_predictions
 
@@ -35,9 +36,7 @@ def run(config, workdir: str) -> dict:
         print("no predictions given: scoring the gold annotations against themselves")
     report = score(corpus, predictions)
     print(format_table(report))
-    os.makedirs(workdir, exist_ok=True)
     metrics = report.as_dict()
-    with open(os.path.join(workdir, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=1)
-    print(f"wrote {os.path.join(workdir, 'metrics.json')}")
+    path = paths.write_text(os.path.join(workdir, "metrics.json"), json.dumps(metrics, indent=1))
+    print(f"wrote {path}")
     return metrics

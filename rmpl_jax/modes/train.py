@@ -30,6 +30,7 @@ from rmpl_jax.data.multimedia_pairs import PairSettings
 from rmpl_jax.eval.heldout import HeldoutData, write_scores
 from rmpl_jax.eval.run_card import RunCard
 from rmpl_jax.infer.predict import predict_records
+from rmpl_jax.io import paths
 from rmpl_jax.io.errors import ConfigError
 from rmpl_jax.io.progress import progress
 from rmpl_jax.io.run_config import write_run_config
@@ -84,9 +85,11 @@ def generated_dir(workdir: str) -> str:
     """Where this process writes what it generates (synthetic photos, the demo tokenizer):
     the workdir for process 0, `process_<i>` in it for the others. Generation is seeded, so
     every process makes the same files, and processes sharing a disk never write one file
-    at the same time; on separate disks each has its own copy."""
+    at the same time; on separate disks each has its own copy. A remote workdir (gs://...)
+    gets a local folder instead: the model directory and the photos are read as local files."""
     i = jax.process_index()
-    return workdir if i == 0 else os.path.join(workdir, f"process_{i}")
+    local = paths.local_dir_for(workdir)
+    return local if i == 0 else os.path.join(local, f"process_{i}")
 
 
 def demo_model_dir(config, workdir: str, sources: Sources) -> str:
@@ -266,6 +269,7 @@ def train_stage(run: Run, name: str, init_from: str | None):
                 if saving:  # the guard sees every step before it is saved
                     note(reads.read(last_saved))
                     manager.save(state, data_state=data_state, force=True)
+                    log.sync()  # a remote log has every line up to the checkpoint
                     last_saved = done
                 else:  # reads lag one step, so the device always has the next step queued
                     lagged = [s for s in reads.pending if s < done and reads.due(s)]
@@ -291,7 +295,7 @@ def run(config, workdir: str) -> dict:
     """Runs `config.stages` in order; returns the held-out metrics (demo) or {}. Prints what
     was skipped, by reason, when it ends (also when it stops early)."""
     distributed.initialize_from_config(config.distributed)
-    init_from = validate_train(config)
+    init_from = validate_train(config, workdir)
     skips = SkipRegistry()
     try:
         return _run(config, workdir, init_from, skips)
@@ -301,7 +305,7 @@ def run(config, workdir: str) -> dict:
 
 
 def _run(config, workdir: str, init_from: str | None, skips: SkipRegistry) -> dict:
-    os.makedirs(workdir, exist_ok=True)
+    paths.make_dirs(workdir)
     data = config.data
     heldout = None
     candidates = CandidateSettings.from_config(data.get("candidates"))

@@ -31,6 +31,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
+from rmpl_jax.io import paths
 from rmpl_jax.io.errors import UserError
 from rmpl_jax.train.state import TrainState, abstract
 
@@ -125,7 +126,7 @@ class CheckpointManager:
         save_interval_steps: int = 1,
         async_save: bool = False,
     ):
-        self.directory = os.path.abspath(os.fspath(directory))
+        self.directory = paths.absolute(directory)  # a local folder or a URL (gs://...)
         self.save_interval_steps = int(save_interval_steps)
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep,
@@ -244,10 +245,10 @@ class CheckpointManager:
         """Renames a step directory out of Orbax's sight (process 0; all processes wait)."""
         source = os.path.join(self.directory, str(step))
         target = f"{source}.unreadable"
-        if os.path.exists(target):
+        if paths.exists(target):
             target = f"{target}-{time.time_ns()}"
         if jax.process_index() == 0:
-            os.rename(source, target)
+            paths.as_path(source).rename(target)
         if jax.process_count() > 1:
             multihost_utils.sync_global_devices(f"checkpoint_moved_aside_{step}")
         self._mgr.reload()
@@ -279,7 +280,7 @@ def read_params(
     `target(name, metadata)` gives each saved param's shape, dtype and sharding to restore
     into (it raises to refuse a param); without it the params come back as host arrays.
     """
-    directory = os.path.abspath(os.fspath(directory))
+    directory = paths.absolute(directory)
     mgr = ocp.CheckpointManager(
         directory, item_handlers=_handlers(), options=ocp.CheckpointManagerOptions(create=False, read_only=True)
     )

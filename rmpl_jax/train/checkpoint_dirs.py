@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+from rmpl_jax.io import paths
 from rmpl_jax.io.errors import ConfigError
 from rmpl_jax.io.run_config import CONFIG_FILE, find_run_config
 
@@ -18,24 +19,24 @@ CHECKPOINTS = "checkpoints"
 
 def has_steps(directory: str) -> bool:
     """Whether `directory` holds Orbax step directories (`0`, `100`, ...)."""
-    return os.path.isdir(directory) and any(
-        name.isdigit() and os.path.isdir(os.path.join(directory, name)) for name in os.listdir(directory)
+    return paths.is_dir(directory) and any(
+        name.isdigit() and paths.is_dir(os.path.join(directory, name)) for name in paths.list_names(directory)
     )
 
 
 def find_checkpoints(path: str, setting: str) -> str:
     """The checkpoints directory `path` names; ConfigError naming `setting` (the config key,
     e.g. `init_from`) when it names none."""
-    path = os.path.abspath(os.path.expanduser(path))
+    path = paths.absolute(os.path.expanduser(path))
     hint = f"give --config.{setting} a run directory (W), a stage directory (W/stage1) or its checkpoints directory"
-    if not os.path.isdir(path):
+    if not paths.is_dir(path):
         raise ConfigError(f"--config.{setting}={path}: no such directory; {hint}")
     if has_steps(path):
         return path
     if has_steps(os.path.join(path, CHECKPOINTS)):
         return os.path.join(path, CHECKPOINTS)
-    stages = [name for name in sorted(os.listdir(path)) if has_steps(os.path.join(path, name, CHECKPOINTS))]
-    if os.path.isfile(os.path.join(path, CONFIG_FILE)):
+    stages = [name for name in sorted(paths.list_names(path)) if has_steps(os.path.join(path, name, CHECKPOINTS))]
+    if paths.is_file(os.path.join(path, CONFIG_FILE)):
         run = find_run_config(path, levels=0) or {}
         listed = [s for s in run.get("stages", ()) if isinstance(s, str)]
         if listed:

@@ -4,12 +4,14 @@ Noisy per-step values are drawn faint with their running mean on top."""
 
 from __future__ import annotations
 
+import io
 import os
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from rmpl_jax.io import paths
 from rmpl_jax.train.metrics_log import read_metrics
 
 SMOOTHING_POINTS = 25  # the running mean covers 1/25 of a stage's logged steps
@@ -56,5 +58,6 @@ def write_curves(workdir: str, stage_names: list[str], path: str | None = None) 
     if not stages:
         return None
     path = path or os.path.join(workdir, "curves.png")
-    plot_curves(stages).savefig(path, dpi=100)
-    return path
+    png = io.BytesIO()  # the workdir may be remote (gs://): matplotlib writes local files only
+    plot_curves(stages).savefig(png, format="png", dpi=100)
+    return paths.write_bytes(path, png.getvalue())

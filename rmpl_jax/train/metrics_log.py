@@ -14,21 +14,29 @@ input_tokens_per_s and wall_time (seconds since the log was opened). A rate is t
 count over the mean step time since the previous logged step (exact when every is 1).
 A resumed stage appends; a step logged twice (rerun after the last checkpoint) keeps both
 lines, and readers take the last.
+
+A remote stage folder (`gs://...`; objects there cannot be appended to) is mirrored: the
+log writes in a local temporary folder and uploads its files every SYNC_SECONDS, on `sync`
+(the train loop calls it after each checkpoint) and on `close`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Mapping
 
 from tensorboardX import SummaryWriter
 
+from rmpl_jax.io import paths
 from rmpl_jax.io.lines import numbered_lines
 
 METRICS_FILE = "metrics.jsonl"
 FIELDS = ("loss", "learning_rate", "grad_norm", "tokens", "input_tokens")
+SYNC_SECONDS = 60.0  # a remote stage folder gets the logged lines at least this often
 
 
 class MetricsLog:
@@ -41,11 +49,18 @@ class MetricsLog:
         self.every = int(every)
         self.path = os.path.join(stage_dir, METRICS_FILE)
         self._file = self._writer = None
+        self._remote = stage_dir if paths.is_remote(stage_dir) else None
+        self._local = stage_dir
         if enabled:
-            os.makedirs(stage_dir, exist_ok=True)
-            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 -- closed by close()
-            self._writer = SummaryWriter(logdir=stage_dir)
-        self._opened = self._last_time = time.perf_counter()
+            if self._remote:
+                self._local = tempfile.mkdtemp(prefix="rmpl_metrics_")
+                if paths.exists(self.path):  # a resumed stage appends to what is there
+                    paths.copy_file(self.path, os.path.join(self._local, METRICS_FILE))
+            os.makedirs(self._local, exist_ok=True)
+            local_file = os.path.join(self._local, METRICS_FILE)
+            self._file = open(local_file, "a", encoding="utf-8")  # noqa: SIM115 -- closed by close()
+            self._writer = SummaryWriter(logdir=self._local)
+        self._opened = self._last_time = self._synced = time.perf_counter()
         self._last_step = int(first_step)
 
     def due(self, step: int) -> bool:
@@ -71,12 +86,29 @@ class MetricsLog:
             if key not in ("step", "wall_time"):
                 self._writer.add_scalar(f"train/{key}", value, global_step=int(step))
         self._last_step, self._last_time = int(step), now
+        if self._remote and now - self._synced >= SYNC_SECONDS:
+            self.sync()
         return line
+
+    def sync(self) -> None:
+        """Uploads the mirrored files to a remote stage folder (a no-op for a local one)."""
+        if not self._remote or self._file is None:
+            return
+        self._writer.flush()
+        self._upload()
+
+    def _upload(self) -> None:
+        for name in os.listdir(self._local):
+            paths.copy_file(os.path.join(self._local, name), os.path.join(self._remote, name))
+        self._synced = time.perf_counter()
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._writer.close()
+            if self._remote:
+                self._upload()
+                shutil.rmtree(self._local, ignore_errors=True)
             self._file = self._writer = None
 
 
@@ -84,7 +116,7 @@ def read_metrics(stage_dir: str) -> list[dict]:
     """The stage's logged lines by step; of a step logged twice, the last line. A line that is
     not JSON (a run killed while writing) raises ValueError naming the file and line."""
     path = os.path.join(stage_dir, METRICS_FILE)
-    if not os.path.exists(path):
+    if not paths.exists(path):
         return []
     by_step = {}
     for lineno, raw in numbered_lines(path):
