@@ -45,14 +45,17 @@ def parent(path: PathLike) -> str | None:
 
 
 def exists(path: PathLike) -> bool:
+    """Whether a file or folder is at `path`."""
     return as_path(path).exists()
 
 
 def is_file(path: PathLike) -> bool:
+    """Whether a file (not a folder) is at `path`."""
     return as_path(path).is_file()
 
 
 def is_dir(path: PathLike) -> bool:
+    """Whether a folder is at `path` (in a bucket: objects under that prefix)."""
     return as_path(path).is_dir()
 
 
@@ -67,6 +70,7 @@ def make_dirs(path: PathLike) -> None:
 
 
 def _make_parent(path: PathLike) -> None:
+    """Creates the folder `path` is written into (where it has one)."""
     folder = parent(path)
     if folder is not None:
         make_dirs(folder)
@@ -85,6 +89,7 @@ def write_text(path: PathLike, text: str) -> str:
 
 
 def read_bytes(path: PathLike) -> bytes:
+    """The file's bytes (FileNotFoundError, as `open`, when there is none)."""
     return as_path(path).read_bytes()
 
 
