@@ -84,6 +84,34 @@ def test_demo_run_keeps_its_outputs_in_the_bucket_and_resumes(trained, bucket, c
     assert "| stage1 | 2 -> 4 (2) | 4 |" in (run / "run.md").read_text()
 
 
+def test_path_helpers_on_urls():
+    from rmpl_jax.io import paths
+
+    assert paths.parent("gs://bucket/run/stage1/") == "gs://bucket/run" and paths.parent("gs://bucket") is None
+    assert paths.parent("/") is None and paths.absolute("gs://bucket/x") == "gs://bucket/x"
+    assert paths.local_dir_for("w") == "w" and "gs%3A%2F%2Fbucket" in paths.local_dir_for("gs://bucket/run")
+
+
+def test_a_remote_metrics_log_uploads_on_sync_and_appends_on_resume(bucket):
+    import numpy as np
+
+    from rmpl_jax.train.metrics_log import MetricsLog, read_metrics
+
+    stage = "gs://bucket/logs/stage1"
+    log = MetricsLog(stage)
+    log.write(1, {"loss": np.float32(2.0)})
+    assert read_metrics(stage) == []  # not uploaded yet: objects are written whole
+    log.sync()
+    assert [line["step"] for line in read_metrics(stage)] == [1]
+    log.write(2, {"loss": np.float32(1.0)})
+    log.close()
+    resumed = MetricsLog(stage, first_step=2)
+    resumed.write(3, {"loss": np.float32(0.5)})
+    resumed.close()
+    assert [line["step"] for line in read_metrics(stage)] == [1, 2, 3]
+    assert any(n.startswith("events.out.tfevents.") for n in os.listdir(bucket / "bucket" / "logs" / "stage1"))
+
+
 def _photo(path, size=(40, 30)):
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", size, (200, 30, 30)).save(path)
