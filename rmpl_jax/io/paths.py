@@ -1,4 +1,4 @@
-"""Paths of a run's inputs and outputs: local paths or URLs (`gs://bucket/x`, `s3://...`).
+"""Paths of a run's inputs and outputs: local paths or URLs (`gs://bucket/x`).
 
 Config strings become `etils.epath.Path` here, so data, photos, checkpoints and every file a
 run writes can live in a bucket (a TPU VM job needs no mounted bucket). A local path behaves
