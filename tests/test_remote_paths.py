@@ -36,7 +36,8 @@ def bucket(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(bucket):
-    """A two-stage demo run (2 steps each) with its workdir in the bucket; its printed output."""
+    """A two-stage demo run (2 steps each) with its workdir in the bucket; the local folder
+    behind that workdir."""
     from rmpl_jax.modes import train
 
     train.run(small_config(stage1_steps=2), WORKDIR)
