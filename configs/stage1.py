@@ -100,7 +100,7 @@ def get_config():
     c.data.prefetch = 2  # batches featurised ahead in the background while a step runs
 
     c.stage1 = ml_collections.ConfigDict()
-    c.stage1.tasks = {"text_ee": 1.0, "visual_ee": 0.5, "mnre": 0.5}
+    c.stage1.tasks = {"text_ee": 1.0, "visual_ee": 0.5, "mnre": 0.5, "multimedia": 0.0}
     c.stage1.steps = 500
     c.stage1.learning_rate = 3e-3
     c.stage1.warmup_steps = 20
@@ -128,6 +128,7 @@ def get_config():
     c.eval = ml_collections.ConfigDict(dict(heldout=True, batch_size=16, max_new_tokens=96))
     # 'auto': 'multimedia' when the last stage trains that task, else 'stage2' / 'joint' by stage.
     c.eval.pipeline = "auto"
+    c.eval.pair_filter = "all"  # multimedia pipeline: 'all' document pairs or 'events' (infer/predict.py)
     c.eval.buckets = (64, 128, 256, 512, 1024, 1536, 2048)  # prompt lengths of the held-out decode (left padding)
     # > 0: the held-out decode answers `none` (no event) less often (infer/decode.py); choose it on dev.
     c.eval.no_event_penalty = 0.0

@@ -173,17 +173,32 @@ def _image_events(
     return events
 
 
+PAIR_FILTERS = ("all", "events")
+
+
 def _multimedia_answers(
-    runner, sentences: list[Sentence], present: list[ImageItem], frames, sizes, codec, failures, candidate_tasks, brief
+    runner,
+    sentences: list[Sentence],
+    present: list[ImageItem],
+    frames,
+    sizes,
+    codec,
+    failures,
+    candidate_tasks,
+    brief,
+    keep,
 ) -> dict[tuple[str, str], tuple]:
-    """(sentence_id, image_id) -> the multimedia answer, for every sentence and every photo of
-    its document that is on disk (no gold involved: the pairs are the documents' own)."""
+    """(sentence_id, image_id) -> the multimedia answer, for every pair `keep(sentence_id,
+    image_id)` accepts among each sentence and the photos of its document on disk (no gold
+    involved: the pairs are the documents' own)."""
     photos = {i.image_id: i for i in present}
     items = []
     for s in sentences:
         blank = dataclasses.replace(s, events=())
         for photo in document_photos(s, photos):
             k = photo.image_id
+            if not keep(s.sentence_id, k):
+                continue
             framed = _in_frame(photo, grammar.MULTIMEDIA, candidate_tasks, frames[k], sizes[k])
             example = render.render_multimedia(MultimediaPair(blank, framed), frames[k], codec, brief)
             items.append(_Item(f"{s.sentence_id}\t{k}", example))
@@ -269,6 +284,7 @@ def predict_records(
     candidate_tasks: Sequence[str] = (),
     brief_prompts: bool = False,
     no_event_penalty: float = 0.0,
+    pair_filter: str = "all",
 ) -> tuple[PredictionSet, dict]:
     """Text events for every sentence, image events for every photo with a file, coref pairs.
 
@@ -277,6 +293,8 @@ def predict_records(
     each mention's arguments (text_argument, image_argument) — what stage 2 trains;
     "multimedia" is "stage2" plus the multimedia task on every (sentence, photo) pair of a
     document, whose answers decide the coref records (the module docstring).
+    pair_filter (multimedia): "all" asks about every pair; "events" only about pairs whose
+    sentence and photo both got an event from the stage-2 decode (fewer pairs, gold-free).
     candidate_tasks: the box tasks (visual_ee, image_argument) whose prompts list each photo's
     `candidates` (detector boxes) and whose boxes copy one of them (`m2e2/candidates.py`).
     brief_prompts: the text tasks' prompts as trained with `data.prompts="brief"`.
@@ -294,6 +312,8 @@ def predict_records(
     """
     if pipeline not in PIPELINES:
         raise ValueError(f"pipeline {pipeline!r} is not one of {PIPELINES}")
+    if pair_filter not in PAIR_FILTERS:
+        raise ValueError(f"pair_filter {pair_filter!r} is not one of {PAIR_FILTERS}")
     if no_event_penalty and not constrained:
         raise ValueError(f"no_event_penalty={no_event_penalty} needs constrained decoding")
     tokenizer = processor.tokenizer
@@ -341,6 +361,7 @@ def predict_records(
         ),
         "constrained": bool(constrained),
         "pipeline": pipeline,
+        "pair_filter": pair_filter if pipeline == "multimedia" else None,
         "candidate_tasks": list(candidate_tasks),
         "no_event_penalty": float(no_event_penalty),
         "decoded_items": 0,
@@ -356,9 +377,13 @@ def predict_records(
     image_events = _image_events(runner, present, frames, sizes, codec, per_item, failures, tuple(candidate_tasks))
     coref = None
     if pipeline == "multimedia":
+
+        def keep(sentence_id: str, image_id: str) -> bool:  # "events": both got an event above
+            return pair_filter == "all" or bool(text_events[sentence_id] and image_events[image_id])
+
         before = (time.perf_counter(), stats["decoded_items"])
         answers = _multimedia_answers(
-            runner, sentences, present, frames, sizes, codec, failures, tuple(candidate_tasks), brief_prompts
+            runner, sentences, present, frames, sizes, codec, failures, tuple(candidate_tasks), brief_prompts, keep
         )
         text_events, image_events, coref = merge_answers(answers, text_events, image_events)
         stats["multimedia_pairs"] = stats["decoded_items"] - before[1]

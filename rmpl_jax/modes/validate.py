@@ -16,7 +16,7 @@ import os
 
 import jax
 
-from rmpl_jax.infer.predict import PIPELINES
+from rmpl_jax.infer.predict import PAIR_FILTERS, PIPELINES
 from rmpl_jax.io import paths
 from rmpl_jax.io.errors import ConfigError
 from rmpl_jax.m2e2 import grammar
@@ -71,6 +71,9 @@ def validate_predict(config, workdir: str = "") -> str | None:
     if config.get("prompts"):
         _check_prompts(config.prompts, "prompts")
     _check_no_event_penalty(config.get("no_event_penalty", 0.0), "no_event_penalty", config.constrained)
+    if config.get("pipeline", "stage2") not in PIPELINES:
+        raise ConfigError(f"--config.pipeline={config.pipeline!r}: one of {PIPELINES}")
+    _check_pair_filter(config.get("pair_filter", "all"), "pair_filter")
     if not config.checkpoint:
         return None
     check_reachable(config.checkpoint, "--config.checkpoint")
@@ -120,6 +123,7 @@ def _check_multimedia(config) -> None:
     pipeline = config.eval.get("pipeline", "auto")
     if pipeline not in ("auto", *PIPELINES):
         raise ConfigError(f"--config.eval.pipeline={pipeline!r}: one of {('auto', *PIPELINES)}")
+    _check_pair_filter(config.eval.get("pair_filter", "all"), "eval.pair_filter")
     block = config.data.get("multimedia")
     if block is None:
         return
@@ -130,6 +134,11 @@ def _check_multimedia(config) -> None:
             f"--config.data.multimedia.other_doc_negatives={block.other_doc_negatives}: "
             "photos per positive pair, an integer >= 0"
         )
+
+
+def _check_pair_filter(value, key: str) -> None:
+    if value not in PAIR_FILTERS:
+        raise ConfigError(f"--config.{key}={value!r}: one of {PAIR_FILTERS}")
 
 
 def check_candidates(block, prefix: str) -> None:

@@ -6,6 +6,7 @@ written by the training checkpoint manager."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 
@@ -251,3 +252,29 @@ def test_multimedia_pipeline_asks_about_every_document_pair(tiny, split):
     for c in preds.coref:  # the learned pairs are document pairs, merged into both modalities
         assert (c.sentence_id, c.image_id) in pairs
         assert c.event_type in text[c.sentence_id] and c.event_type in shown[c.image_id]
+
+    # "events": only the pairs whose sentence and photo both got an event from the stage-2
+    # decode (the same sampled decode: same seed, same calls before the multimedia step).
+    run = functools.partial(
+        predict.predict_records,
+        model,
+        processor,
+        sentences=sentences,
+        images=images,
+        image_sizes=split.image_sizes,
+        codec=codec,
+        image_side=IMAGE_SIDE,
+        batch_size=4,
+        max_new_tokens=48,
+        temperature=2.0,
+        progress=False,
+    )
+    for penalty in (0.0, 1e4):  # 1e4: every sentence and photo gets an event
+        stage2, _ = run(pipeline="stage2", no_event_penalty=penalty)
+        told = {p.sentence_id for p in stage2.text if p.events}
+        shown = {p.image_id for p in stage2.images if p.events}
+        _, filtered = run(pipeline="multimedia", pair_filter="events", no_event_penalty=penalty)
+        assert filtered["multimedia_pairs"] == sum(1 for s, i in pairs if s in told and i in shown)
+    assert filtered["multimedia_pairs"] == len(pairs)
+    with pytest.raises(ValueError, match="pair_filter 'some' is not one of"):
+        run(pipeline="multimedia", pair_filter="some")

@@ -32,6 +32,7 @@ def test_defaults_pass():
         (lambda c: c.update(init_from="/no/such/run"), "--config.init_from=/no/such/run: no such directory"),
         (lambda c: c.eval.update(no_event_penalty=float("inf")), r"--config.eval.no_event_penalty=inf: a finite"),
         (lambda c: c.eval.update(pipeline="pairs"), r"--config.eval.pipeline='pairs': one of \('auto', 'joint'"),
+        (lambda c: c.eval.update(pair_filter="some"), r"--config.eval.pair_filter='some': one of \('all', 'events'\)"),
         (lambda c: c.data.multimedia.update(same_doc_negatives=1.5), "same_doc_negatives=1.5: a share in"),
         (lambda c: c.data.multimedia.update(other_doc_negatives=-1), "other_doc_negatives=-1: photos per positive"),
     ],
@@ -64,7 +65,13 @@ def test_predict_mistakes(tmp_path):
     config.images_dir, config.no_event_penalty, config.constrained = "", 2.0, False
     with pytest.raises(ConfigError, match="--config.no_event_penalty=2.0: needs constrained decoding"):
         validate_predict(config)
-    config.constrained, config.checkpoint = True, str(tmp_path)
+    config.constrained, config.pipeline = True, "pairs"
+    with pytest.raises(ConfigError, match="--config.pipeline='pairs': one of"):
+        validate_predict(config)
+    config.pipeline, config.pair_filter = "multimedia", "some"
+    with pytest.raises(ConfigError, match="--config.pair_filter='some': one of"):
+        validate_predict(config)
+    config.pair_filter, config.checkpoint = "events", str(tmp_path)
     with pytest.raises(ConfigError, match="--config.checkpoint=.*it holds no checkpoints"):
         validate_predict(config)
 
