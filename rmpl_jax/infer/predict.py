@@ -104,6 +104,7 @@ def coref_pairs(
 
 
 PIPELINES = ("joint", "stage2", "multimedia")
+PAIR_FILTERS = ("all", "events")  # the multimedia pipeline's pairs: every document pair, or both with events
 
 
 def _decode(
@@ -173,35 +174,16 @@ def _image_events(
     return events
 
 
-PAIR_FILTERS = ("all", "events")
-
-
 def _multimedia_answers(
-    runner,
-    sentences: list[Sentence],
-    present: list[ImageItem],
-    frames,
-    sizes,
-    codec,
-    failures,
-    candidate_tasks,
-    brief,
-    keep,
+    runner, pairs: list[tuple[Sentence, ImageItem]], frames, sizes, codec, failures, candidate_tasks, brief
 ) -> dict[tuple[str, str], tuple]:
-    """(sentence_id, image_id) -> the multimedia answer, for every pair `keep(sentence_id,
-    image_id)` accepts among each sentence and the photos of its document on disk (no gold
-    involved: the pairs are the documents' own)."""
-    photos = {i.image_id: i for i in present}
+    """(sentence_id, image_id) -> the multimedia answer of each (sentence, photo) pair."""
     items = []
-    for s in sentences:
-        blank = dataclasses.replace(s, events=())
-        for photo in document_photos(s, photos):
-            k = photo.image_id
-            if not keep(s.sentence_id, k):
-                continue
-            framed = _in_frame(photo, grammar.MULTIMEDIA, candidate_tasks, frames[k], sizes[k])
-            example = render.render_multimedia(MultimediaPair(blank, framed), frames[k], codec, brief)
-            items.append(_Item(f"{s.sentence_id}\t{k}", example))
+    for sentence, photo in pairs:
+        k = photo.image_id
+        framed = _in_frame(photo, grammar.MULTIMEDIA, candidate_tasks, frames[k], sizes[k])
+        blank = MultimediaPair(dataclasses.replace(sentence, events=()), framed)
+        items.append(_Item(f"{sentence.sentence_id}\t{k}", render.render_multimedia(blank, frames[k], codec, brief)))
     parsed = _decode(runner, grammar.MULTIMEDIA, items, False, failures)
     return {tuple(item.key.split("\t")): parsed[item.key].events for item in items}
 
@@ -376,18 +358,21 @@ def predict_records(
     text_events = _text_events(runner, sentences, per_item, failures, brief_prompts)
     image_events = _image_events(runner, present, frames, sizes, codec, per_item, failures, tuple(candidate_tasks))
     coref = None
-    if pipeline == "multimedia":
-
-        def keep(sentence_id: str, image_id: str) -> bool:  # "events": both got an event above
-            return pair_filter == "all" or bool(text_events[sentence_id] and image_events[image_id])
-
-        before = (time.perf_counter(), stats["decoded_items"])
+    if pipeline == "multimedia":  # the documents' own pairs (no gold), photos on disk
+        photos = {i.image_id: i for i in present}
+        pairs = [
+            (s, photo)
+            for s in sentences
+            for photo in document_photos(s, photos)
+            if pair_filter == "all" or (text_events[s.sentence_id] and image_events[photo.image_id])
+        ]
+        before = time.perf_counter()
         answers = _multimedia_answers(
-            runner, sentences, present, frames, sizes, codec, failures, tuple(candidate_tasks), brief_prompts, keep
+            runner, pairs, frames, sizes, codec, failures, tuple(candidate_tasks), brief_prompts
         )
         text_events, image_events, coref = merge_answers(answers, text_events, image_events)
-        stats["multimedia_pairs"] = stats["decoded_items"] - before[1]
-        stats["multimedia_seconds"] = round(time.perf_counter() - before[0], 3)
+        stats["multimedia_pairs"] = len(pairs)
+        stats["multimedia_seconds"] = round(time.perf_counter() - before, 3)
     seconds = time.perf_counter() - start
     bar.close()
 
