@@ -266,12 +266,13 @@ def task_examples(
         return [ex for r in sources.relations for ex in render.render("mnre", r)]
     if task == grammar.MULTIMEDIA:
         found = training_pairs(sources.sentences, sources.images, sources.coref, pairs or PairSettings(), skips=skips)
+        framed = {}  # each photo framed (and grounded, its drops counted) once, however many pairs
+        for p in found:
+            if p.image.image_id not in framed:
+                framed[p.image.image_id] = _framed(task, p.image, sources, side, candidates, skips)
         return [
             render.render_multimedia(
-                MultimediaPair(p.sentence, _framed(task, p.image, sources, side, candidates, skips), p.event_type),
-                (side, side),
-                codec,
-                text.brief,
+                MultimediaPair(p.sentence, framed[p.image.image_id], p.event_type), (side, side), codec, text.brief
             )
             for p in found
         ]

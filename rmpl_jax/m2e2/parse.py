@@ -218,11 +218,13 @@ def _parse_multimedia(context: Context, lines, fails) -> tuple:
     lines -> (TextEvent, ImageEvent); () when the event line or the trigger is unusable."""
     (i, first), rest = lines[0], lines[1:]
     parts = _split(first, i, fails)
-    if parts is None or parts[0] != EVENT or parts[1] != 1 or parts[2].strip() not in TYPE_ORDER:
+    if parts is None:
+        return ()
+    if parts[0] != EVENT or parts[1] != 1 or parts[2].strip() not in TYPE_ORDER:
         fails.add(i, f"expected 'event: TYPE' first, got {first[:80]!r}")
         return ()
     event_type = parts[2].strip()
-    trigger, text_args, image_args = None, [], []
+    trigger, trigger_lines, text_args, image_args = None, 0, [], []
     for i, line in rest:
         if line.startswith(IMAGE_ROLE):
             arg = _parse_argument(context, event_type, i, line[len(IMAGE_ROLE) :], fails, text=False)
@@ -236,7 +238,8 @@ def _parse_multimedia(context: Context, lines, fails) -> tuple:
         if name == EVENT:
             fails.add(i, "a second event line (the answer is one shared event)")
         elif name == TRIGGER:
-            if trigger is not None:
+            trigger_lines += 1
+            if trigger_lines > 1:
                 fails.add(i, "second trigger line for one event")
             else:
                 trigger = _resolve(context.words, value, k, i, fails)
@@ -244,8 +247,9 @@ def _parse_multimedia(context: Context, lines, fails) -> tuple:
             arg = _parse_argument(context, event_type, i, line, fails, text=True)
             if arg is not None:
                 text_args.append(arg)
-    if trigger is None:
-        fails.add(lines[0][0], f"event {event_type} has no usable trigger line; left out")
+    if trigger is None:  # a trigger line that did not resolve is counted already
+        if not trigger_lines:
+            fails.add(lines[0][0], f"event {event_type} has no trigger line; left out")
         return ()
     return TextEvent(event_type, trigger, tuple(text_args)), ImageEvent(event_type, tuple(image_args))
 

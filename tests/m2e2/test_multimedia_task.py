@@ -111,7 +111,8 @@ def test_a_pair_type_both_sides_lack_is_an_error():
         ("event: Conflict:Attack\ntrigger: fired\nevent: Contact:Meet", 2, 1),  # one shared event only
         ("event: Conflict:Attack\nAttacker: Police", 0, 1),  # no trigger
         ("trigger: fired", 0, 1),
-        ("event: Conflict:Attack\ntrigger: shot", 0, 2),  # a trigger not in the sentence
+        ("event: Conflict:Attack\ntrigger: shot", 0, 1),  # a trigger not in the sentence
+        ("event Conflict:Attack\ntrigger: fired", 0, 1),  # not a line of the grammar
     ],
 )
 def test_failures(target, n_events, failures):
