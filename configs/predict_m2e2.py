@@ -52,7 +52,7 @@ def get_config():
     # 'stage2': mentions, then each mention's arguments; 'joint': whole events; 'multimedia':
     # 'stage2' plus the multimedia task on every (sentence, photo) pair of a document (coref).
     c.pipeline = "stage2"
-    c.pair_filter = "all"  # multimedia: 'all' document pairs, or 'events' (both got an event in the stage-2 decode)
+    c.pair_filter = "events"  # multimedia: pairs whose sentence and photo both got an event; 'all' document pairs
     c.constrained = True  # schema-constrained decoding (every output parses)
     c.temperature = 0.0  # 0: greedy
     # > 0: logits of a `none` (no event) answer lowered by this much, for more recall (choose on dev)

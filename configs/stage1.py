@@ -128,7 +128,7 @@ def get_config():
     c.eval = ml_collections.ConfigDict(dict(heldout=True, batch_size=16, max_new_tokens=96))
     # 'auto': 'multimedia' when the last stage trains that task, else 'stage2' / 'joint' by stage.
     c.eval.pipeline = "auto"
-    c.eval.pair_filter = "all"  # multimedia pipeline: 'all' document pairs or 'events' (infer/predict.py)
+    c.eval.pair_filter = "events"  # multimedia pipeline: 'events' (both got an event) or 'all' document pairs
     c.eval.buckets = (64, 128, 256, 512, 1024, 1536, 2048)  # prompt lengths of the held-out decode (left padding)
     # > 0: the held-out decode answers `none` (no event) less often (infer/decode.py); choose it on dev.
     c.eval.no_event_penalty = 0.0

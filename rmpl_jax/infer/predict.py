@@ -18,8 +18,10 @@ predicted event (its first one, the one the scorer reads) has a type that the se
 predicted events also have, the pair becomes a `coref` record of that type. Pipeline
 "multimedia" decodes text and photos as "stage2" does, then asks the model about every
 (sentence, photo-on-disk) pair of a document (task `multimedia`, sentence and photo in one
-prompt); its answers become the coref records and are merged into the events
-(`infer/multimedia.py`).
+prompt); every pair answered with an event of type T becomes a coref record of type T. The text
+and image records stay those of the single-modality decode: merging the joint answers into them
+lowered text_event and image_event on a synthetic dev split, with no gain in the multimedia
+settings (benchmarks/demo_cpu.md).
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ from rmpl_jax.infer.constrained import (
     vocab_for,
 )
 from rmpl_jax.infer.decode import DEFAULT_BUCKETS, Decoder, Prompt, pick_bucket
-from rmpl_jax.infer.multimedia import merge_answers
 from rmpl_jax.io.progress import progress as progress_bar
 from rmpl_jax.m2e2 import grammar, parse, render
 from rmpl_jax.m2e2.boxes import BoxCodec
@@ -266,17 +267,18 @@ def predict_records(
     candidate_tasks: Sequence[str] = (),
     brief_prompts: bool = False,
     no_event_penalty: float = 0.0,
-    pair_filter: str = "all",
+    pair_filter: str = "events",
 ) -> tuple[PredictionSet, dict]:
     """Text events for every sentence, image events for every photo with a file, coref pairs.
 
     pipeline: "joint" asks for whole events at once (stage-1 tasks text_ee, visual_ee);
     "stage2" first identifies event mentions (text_mention, image_mention), then asks for
     each mention's arguments (text_argument, image_argument) — what stage 2 trains;
-    "multimedia" is "stage2" plus the multimedia task on every (sentence, photo) pair of a
-    document, whose answers decide the coref records (the module docstring).
-    pair_filter (multimedia): "all" asks about every pair; "events" only about pairs whose
-    sentence and photo both got an event from the stage-2 decode (fewer pairs, gold-free).
+    "multimedia" is "stage2" plus the multimedia task on (sentence, photo) pairs of a document,
+    whose answers decide the coref records (the module docstring).
+    pair_filter (multimedia): "events" asks only about pairs whose sentence and photo both got
+    an event from the stage-2 decode (gold-free; fewer pairs, and on a synthetic dev split a
+    little better than "all"); "all" about every document pair.
     candidate_tasks: the box tasks (visual_ee, image_argument) whose prompts list each photo's
     `candidates` (detector boxes) and whose boxes copy one of them (`m2e2/candidates.py`).
     brief_prompts: the text tasks' prompts as trained with `data.prompts="brief"`.
@@ -370,7 +372,7 @@ def predict_records(
         answers = _multimedia_answers(
             runner, pairs, frames, sizes, codec, failures, tuple(candidate_tasks), brief_prompts
         )
-        text_events, image_events, coref = merge_answers(answers, text_events, image_events)
+        coref = [CorefPair(s, i, events[0].event_type) for (s, i), events in answers.items() if events]
         stats["multimedia_pairs"] = len(pairs)
         stats["multimedia_seconds"] = round(time.perf_counter() - before, 3)
     seconds = time.perf_counter() - start

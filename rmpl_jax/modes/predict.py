@@ -234,7 +234,7 @@ def _run(config, workdir: str, skips: SkipRegistry) -> dict:
         candidate_tasks=candidates.tasks,
         brief_prompts=config.prompts == "brief",
         no_event_penalty=config.no_event_penalty,
-        pair_filter=config.get("pair_filter", "all"),
+        pair_filter=config.get("pair_filter", "events"),
     )
     if oracle is not None:
         stats["candidate_oracle"] = oracle

@@ -406,7 +406,7 @@ def score_heldout(model, run: Run, heldout: HeldoutData) -> dict:
         candidate_tasks=run.candidates.tasks,
         brief_prompts=config.data.get("prompts", "full") == "brief",
         no_event_penalty=config.eval.get("no_event_penalty", 0.0),
-        pair_filter=config.eval.get("pair_filter", "all"),
+        pair_filter=config.eval.get("pair_filter", "events"),
     )
     if run.candidates.tasks:
         stats["candidate_oracle"] = oracle_summary(corpus.images.values())

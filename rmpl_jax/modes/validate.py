@@ -73,7 +73,7 @@ def validate_predict(config, workdir: str = "") -> str | None:
     _check_no_event_penalty(config.get("no_event_penalty", 0.0), "no_event_penalty", config.constrained)
     if config.get("pipeline", "stage2") not in PIPELINES:
         raise ConfigError(f"--config.pipeline={config.pipeline!r}: one of {PIPELINES}")
-    _check_pair_filter(config.get("pair_filter", "all"), "pair_filter")
+    _check_pair_filter(config.get("pair_filter", "events"), "pair_filter")
     if not config.checkpoint:
         return None
     check_reachable(config.checkpoint, "--config.checkpoint")
@@ -123,7 +123,7 @@ def _check_multimedia(config) -> None:
     pipeline = config.eval.get("pipeline", "auto")
     if pipeline not in ("auto", *PIPELINES):
         raise ConfigError(f"--config.eval.pipeline={pipeline!r}: one of {('auto', *PIPELINES)}")
-    _check_pair_filter(config.eval.get("pair_filter", "all"), "eval.pair_filter")
+    _check_pair_filter(config.eval.get("pair_filter", "events"), "eval.pair_filter")
     block = config.data.get("multimedia")
     if block is None:
         return
