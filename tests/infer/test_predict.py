@@ -1,7 +1,7 @@
 """Predictions end to end with a random tiny model: every sentence and every photo on disk gets
 a record, missing photos are counted, constrained outputs parse with zero failures, the
-predictions file validates and scores; the coref rule; `mode=predict` with a LoRA checkpoint
-written by the training checkpoint manager."""
+predictions file validates and scores; the coref rule; the multimedia pipeline's pairs;
+`mode=predict` with a LoRA checkpoint written by the training checkpoint manager."""
 
 from __future__ import annotations
 
