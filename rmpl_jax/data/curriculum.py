@@ -17,13 +17,13 @@ counted in the run's `SkipRegistry`, or is an error in strict mode.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from rmpl_jax.data.detections import attach_candidates, read_detections
+from rmpl_jax.data.hashed_share import in_share
 from rmpl_jax.data.images import check_photos
 from rmpl_jax.data.imsitu import read_imsitu
 from rmpl_jax.data.jmee import read_jmee
@@ -127,10 +127,7 @@ class TextTaskSettings:
     def keeps(self, sentence: Sentence) -> bool:
         """Whether a sentence is kept: always with events; without, a fixed share chosen by a
         hash of its id (the same sentences in every run and process)."""
-        if sentence.events or self.eventless_share >= 1.0:
-            return True
-        digest = hashlib.sha1(sentence.sentence_id.encode("utf-8")).digest()
-        return int.from_bytes(digest[:8], "big") / 2**64 < self.eventless_share
+        return bool(sentence.events) or in_share(sentence.sentence_id, self.eventless_share)
 
 
 def with_detections(items, detections, settings: CandidateSettings, skips: SkipRegistry, what: str) -> list[ImageItem]:

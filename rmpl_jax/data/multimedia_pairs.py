@@ -18,10 +18,10 @@ not an event, so it stays a stage-1 task (its relations are the grounding signal
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import random
 from collections.abc import Iterable, Sequence
 
+from rmpl_jax.data.hashed_share import in_share
 from rmpl_jax.io.skips import SkipRegistry
 from rmpl_jax.m2e2.records import CorefPair, ImageItem, MultimediaPair, Sentence, image_id_of
 
@@ -40,13 +40,6 @@ class PairSettings:
         if block is None:
             return cls()
         return cls(float(block.same_doc_negatives), int(block.other_doc_negatives))
-
-
-def _kept(key: str, share: float) -> bool:
-    if share >= 1.0:
-        return True
-    digest = hashlib.sha1(key.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < share
 
 
 def document_photos(sentence: Sentence, photos: dict[str, ImageItem]) -> list[ImageItem]:
@@ -86,7 +79,7 @@ def training_pairs(
     for s in sentences:
         for photo in document_photos(s, photos):
             key = (s.sentence_id, photo.image_id)
-            if key not in positives and _kept("\t".join(key), settings.same_doc_negatives):
+            if key not in positives and in_share("\t".join(key), settings.same_doc_negatives):
                 out.append(MultimediaPair(s, photo, None))
     if settings.other_doc_negatives:
         out += _other_document_negatives(list(positives.values()), photos.values(), settings.other_doc_negatives, seed)

@@ -138,7 +138,7 @@ def build_skeleton(task: str) -> Skeleton:
         return sk
 
     if task == grammar.MULTIMEDIA:
-        return _multimedia_skeleton(sk, value_head, none_line, entries)
+        return _multimedia_skeleton(sk, value_head, none_line)
 
     if task in ("text_argument", "image_argument"):
         line = []
@@ -163,11 +163,7 @@ def build_skeleton(task: str) -> Skeleton:
         sk.path(node, grammar.EVENT + grammar.SEP.strip(), type_root)
 
     start = sk.new()
-    none_line(start)
-    state = start
-    for b in grammar.NONE.encode("utf-8"):
-        state = sk.edges[state][b]
-        sk.no_event[state] = True
+    _no_event_answer(sk, start, none_line)
     event_line(start)
     sk.starts[None] = start
     with_trigger = task in ("text_ee", "text_mention")
@@ -196,16 +192,22 @@ def build_skeleton(task: str) -> Skeleton:
     return sk
 
 
-def _multimedia_skeleton(sk: Skeleton, value_head, none_line, entries) -> Skeleton:
-    """`none`, or one event: `event: T`, `trigger:` + span, then text role lines (spans) and
-    `image ROLE` lines (boxes) of type T in any order; no second event line."""
-    type_root = sk.new()
-    start = sk.new()
+def _no_event_answer(sk: Skeleton, start: int, none_line) -> None:
+    """The `none` answer from `start`, its states marked `no_event` (where the decoder's
+    `no_event_penalty` is charged)."""
     none_line(start)
     state = start
     for b in grammar.NONE.encode("utf-8"):
         state = sk.edges[state][b]
         sk.no_event[state] = True
+
+
+def _multimedia_skeleton(sk: Skeleton, value_head, none_line) -> Skeleton:
+    """`none`, or one event: `event: T`, `trigger:` + span, then text role lines (spans) and
+    `image ROLE` lines (boxes) of type T in any order; no second event line."""
+    type_root = sk.new()
+    start = sk.new()
+    _no_event_answer(sk, start, none_line)
     sk.path(start, grammar.EVENT + grammar.SEP.strip(), type_root)
     sk.starts[None] = start
     after_event = sk.new()

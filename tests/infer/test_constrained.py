@@ -17,6 +17,7 @@ from rmpl_jax.m2e2 import grammar, ontology, parse, render
 from rmpl_jax.m2e2.boxes import CODECS, LlavaBoxes, Qwen2VLBoxes, Qwen25VLBoxes
 from rmpl_jax.m2e2.records import Box, Span
 from rmpl_jax.models.qwen2_vl.processor import END_OF_TURN
+from tests.testing.automaton_walk import bytes_accepted, host_automaton
 from tests.testing.decode_models import demo_dir, synthetic
 from tests.testing.tiny_tokenizer import make_tiny_tokenizer
 
@@ -42,34 +43,14 @@ def tok(request, tiny_tok, demo_tok):
     return tiny_tok if request.param == "tiny" else demo_tok
 
 
-def _automaton(tokenizer, context):
-    vocab = C.vocab_for(tokenizer, END_OF_TURN)
-    grammar = C.task_grammar(context.task, vocab)
-    return C.HostAutomaton(grammar, C.example_constraint(grammar, context))
-
-
 def _accepts(tokenizer, context, text) -> bool:
     """Canonical tokenization of text + end-of-turn, walked with the exact budget."""
     ids = tokenizer(text + END_OF_TURN, add_special_tokens=False)["input_ids"]
-    h = _automaton(tokenizer, context)
+    h = host_automaton(tokenizer, context)
     try:
         for i, t in enumerate(ids):
             h.advance(t, remaining=len(ids) - i)
     except ValueError:
-        return False
-    return h.finished
-
-
-def _bytes_accepted(tokenizer, context, text) -> bool:
-    """Walks text byte by byte (single-byte tokens): since tokens are walked byte by byte
-    through the same automaton, a rejection here means no tokenization is accepted."""
-    vocab = C.vocab_for(tokenizer, END_OF_TURN)
-    h = _automaton(tokenizer, context)
-    try:
-        for b in text.encode("utf-8"):
-            h.advance(vocab.ids_of[bytes([b])][0])
-        h.advance(vocab.eos_id)
-    except (ValueError, KeyError):
         return False
     return h.finished
 
@@ -138,7 +119,7 @@ _word = st.text(alphabet=st.sampled_from("ab é.@#:-1"), min_size=1, max_size=4)
 def test_random_walks_always_parse(tiny_tok, words, seed, task):
     rng = random.Random(seed)
     context = _context(task, tuple(words), rng)
-    h = _automaton(tiny_tok, context)
+    h = host_automaton(tiny_tok, context)
     budget = rng.randint(C.start_distance(h.g, h.c), 70)
     ids = _random_walk(h, rng, budget)
     text = C.vocab_for(tiny_tok, END_OF_TURN).text(ids)
@@ -155,7 +136,7 @@ def test_random_walks_demo_tokenizer(demo_tok):
     for n in range(150):
         task = ALL_TASKS[n % len(ALL_TASKS)]
         context = _context(task, split_words[n % 3], rng)
-        h = _automaton(demo_tok, context)
+        h = host_automaton(demo_tok, context)
         ids = _random_walk(h, rng, rng.randint(C.start_distance(h.g, h.c), 60))
         text = C.vocab_for(demo_tok, END_OF_TURN).text(ids)
         assert parse.parse(text, context).failures == 0, text
@@ -173,13 +154,13 @@ def test_span_copies_map_to_offsets(tiny_tok):
         ("Agent", 0, 1),
     ]
     head = "event: Movement:Transport\ntrigger: fled\n"
-    assert _bytes_accepted(tiny_tok, ctx, head + "Artifact: the suspect")  # first occurrence
-    assert not _bytes_accepted(tiny_tok, ctx, head + "Artifact@3: the suspect")  # only two
-    assert not _bytes_accepted(tiny_tok, ctx, head + "Artifact@1: the suspect")  # renderer never writes @1
-    assert not _bytes_accepted(tiny_tok, ctx, head + "Artifact: he suspect")  # not word aligned
-    assert not _bytes_accepted(tiny_tok, ctx, head + "Artifact: the suspec")
-    assert not _bytes_accepted(tiny_tok, ctx, head + "Artifact: Kabul  .")
-    assert _bytes_accepted(tiny_tok, ctx, head + "Artifact: suspect after the")
+    assert bytes_accepted(tiny_tok, ctx, head + "Artifact: the suspect")  # first occurrence
+    assert not bytes_accepted(tiny_tok, ctx, head + "Artifact@3: the suspect")  # only two
+    assert not bytes_accepted(tiny_tok, ctx, head + "Artifact@1: the suspect")  # renderer never writes @1
+    assert not bytes_accepted(tiny_tok, ctx, head + "Artifact: he suspect")  # not word aligned
+    assert not bytes_accepted(tiny_tok, ctx, head + "Artifact: the suspec")
+    assert not bytes_accepted(tiny_tok, ctx, head + "Artifact: Kabul  .")
+    assert bytes_accepted(tiny_tok, ctx, head + "Artifact: suspect after the")
 
 
 @pytest.mark.parametrize(
@@ -196,7 +177,7 @@ def test_span_copies_map_to_offsets(tiny_tok):
     ],
 )
 def test_text_grammar(tiny_tok, text, ok):
-    assert _bytes_accepted(tiny_tok, grammar.Context("text_ee", words=WORDS), text) == ok
+    assert bytes_accepted(tiny_tok, grammar.Context("text_ee", words=WORDS), text) == ok
 
 
 @pytest.mark.parametrize(
@@ -215,7 +196,7 @@ def test_text_grammar(tiny_tok, text, ok):
 )
 def test_box_grammar(tiny_tok, codec, size, box, ok):
     ctx = grammar.Context("visual_ee", image_size=size, codec=codec)
-    assert _bytes_accepted(tiny_tok, ctx, f"event: Conflict:Attack\nAttacker: {box}") == ok
+    assert bytes_accepted(tiny_tok, ctx, f"event: Conflict:Attack\nAttacker: {box}") == ok
 
 
 def test_codec_written_boxes_are_accepted(tiny_tok):
@@ -227,22 +208,22 @@ def test_codec_written_boxes_are_accepted(tiny_tok):
                 x = np.sort(rng.uniform(-20, size[0] + 20, 2))
                 y = np.sort(rng.uniform(-20, size[1] + 20, 2))
                 codes = codec.encode(Box(x[0], y[0], x[1], y[1]), size)
-                assert _bytes_accepted(tiny_tok, ctx, f"Victim: {codec.format(codes)}"), (codec.name, size, codes)
+                assert bytes_accepted(tiny_tok, ctx, f"Victim: {codec.format(codes)}"), (codec.name, size, codes)
 
 
 def test_occurrence_index_limit(tiny_tok):
     words = ("the",) * (K_MAX + 3)
     ctx = grammar.Context("text_mention", words=words)
-    assert _bytes_accepted(tiny_tok, ctx, f"event: Life:Die\ntrigger@{K_MAX}: the")
-    assert not _bytes_accepted(tiny_tok, ctx, f"event: Life:Die\ntrigger@{K_MAX + 1}: the")
+    assert bytes_accepted(tiny_tok, ctx, f"event: Life:Die\ntrigger@{K_MAX}: the")
+    assert not bytes_accepted(tiny_tok, ctx, f"event: Life:Die\ntrigger@{K_MAX + 1}: the")
     # @k needs k occurrences of the whole copied text, not of its first word
-    assert _bytes_accepted(tiny_tok, ctx, f"event: Life:Die\ntrigger@{K_MAX}: the the the")
-    assert not _bytes_accepted(tiny_tok, ctx, f"event: Life:Die\ntrigger@{K_MAX + 2}: the the")
+    assert bytes_accepted(tiny_tok, ctx, f"event: Life:Die\ntrigger@{K_MAX}: the the the")
+    assert not bytes_accepted(tiny_tok, ctx, f"event: Life:Die\ntrigger@{K_MAX + 2}: the the")
 
 
 def test_budget_forces_the_end(tiny_tok):
     ctx = grammar.Context("text_ee", words=WORDS)
-    h = _automaton(tiny_tok, ctx)
+    h = host_automaton(tiny_tok, ctx)
     need = C.start_distance(h.g, h.c)
     assert set(h.allowed(need)) < set(h.allowed(need + 60))  # a tight budget leaves only `none`
     assert h.allowed(need - 1) == {}
@@ -260,7 +241,7 @@ def test_vocab_text_is_byte_exact(tiny_tok):
 
 def test_empty_sentence_answers_none(tiny_tok):
     ctx = grammar.Context("text_ee", words=())
-    h = _automaton(tiny_tok, ctx)
+    h = host_automaton(tiny_tok, ctx)
     text = C.vocab_for(tiny_tok, END_OF_TURN).text(_random_walk(h, random.Random(0), 50))
     assert text == "none"
 

@@ -15,6 +15,7 @@ from rmpl_jax.m2e2.boxes import CODECS
 from rmpl_jax.m2e2.candidates import candidate_values
 from rmpl_jax.m2e2.records import Box, Detection
 from rmpl_jax.models.qwen2_vl.processor import END_OF_TURN
+from tests.testing.automaton_walk import bytes_accepted, host_automaton
 from tests.testing.tiny_tokenizer import make_tiny_tokenizer
 
 SIZE = (112, 112)
@@ -36,30 +37,12 @@ def _context(task="image_argument", values=VALUES):
     return grammar.Context(task, image_size=SIZE, codec=CODEC, event_type="Life:Die", candidates=values)
 
 
-def _automaton(tok, context):
-    vocab = C.vocab_for(tok, END_OF_TURN)
-    g = C.task_grammar(context.task, vocab)
-    return C.HostAutomaton(g, C.example_constraint(g, context))
-
-
-def _bytes_accepted(tok, context, text) -> bool:
-    vocab = C.vocab_for(tok, END_OF_TURN)
-    h = _automaton(tok, context)
-    try:
-        for b in text.encode("utf-8"):
-            h.advance(vocab.ids_of[bytes([b])][0])
-        h.advance(vocab.eos_id)
-    except (ValueError, KeyError):
-        return False
-    return h.finished
-
-
 def test_only_listed_boxes_are_accepted(tok):
     assert VALUES == ("person [10, 10, 50, 90]", "person [10, 10, 50, 91]", "cell phone [60, 5, 100, 30]")
     ctx = _context()
     for v in VALUES:
-        assert _bytes_accepted(tok, ctx, f"Victim: {v}")
-    assert _bytes_accepted(tok, ctx, f"Victim: {VALUES[0]}\nInstrument: {VALUES[2]}")
+        assert bytes_accepted(tok, ctx, f"Victim: {v}")
+    assert bytes_accepted(tok, ctx, f"Victim: {VALUES[0]}\nInstrument: {VALUES[2]}")
     for text in (
         "Victim: [10, 10, 50, 90]",  # a free box
         "Victim: person [10, 10, 50, 92]",  # a box nobody listed
@@ -67,22 +50,22 @@ def test_only_listed_boxes_are_accepted(tok):
         "Victim: person [10, 10, 50, 9]",  # a prefix of a candidate
         "Victim: person [10, 10, 50, 90] ",
     ):
-        assert not _bytes_accepted(tok, ctx, text), text
+        assert not bytes_accepted(tok, ctx, text), text
     visual = _context("visual_ee")
-    assert _bytes_accepted(tok, visual, f"event: Life:Die\nVictim: {VALUES[1]}")
-    assert not _bytes_accepted(tok, visual, "event: Life:Die\nVictim: [10, 10, 50, 90]")
+    assert bytes_accepted(tok, visual, f"event: Life:Die\nVictim: {VALUES[1]}")
+    assert not bytes_accepted(tok, visual, "event: Life:Die\nVictim: [10, 10, 50, 90]")
 
 
 def test_no_candidates_leave_only_none(tok):
     ctx = _context(values=())
-    assert _bytes_accepted(tok, ctx, "none")
-    assert not _bytes_accepted(tok, ctx, "Victim: [10, 10, 50, 90]")
+    assert bytes_accepted(tok, ctx, "none")
+    assert not bytes_accepted(tok, ctx, "Victim: [10, 10, 50, 90]")
 
 
 def test_free_boxes_without_candidates(tok):
     ctx = _context(values=None)
-    assert _bytes_accepted(tok, ctx, "Victim: [10, 10, 50, 90]")
-    assert not _bytes_accepted(tok, ctx, f"Victim: {VALUES[0]}")
+    assert bytes_accepted(tok, ctx, "Victim: [10, 10, 50, 90]")
+    assert not bytes_accepted(tok, ctx, f"Victim: {VALUES[0]}")
 
 
 def test_random_walks_parse_and_copy_candidates(tok):
@@ -92,7 +75,7 @@ def test_random_walks_parse_and_copy_candidates(tok):
     written = 0
     for n in range(60):
         ctx = _context("visual_ee" if n % 2 else "image_argument")
-        h = _automaton(tok, ctx)
+        h = host_automaton(tok, ctx)
         budget = rng.randint(C.start_distance(h.g, h.c), 60)
         ids = []
         for i in range(budget):

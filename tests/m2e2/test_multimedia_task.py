@@ -28,6 +28,7 @@ from rmpl_jax.m2e2.records import (
 )
 from rmpl_jax.models.qwen2_vl.processor import END_OF_TURN
 from tests.m2e2.test_grammar import images, sentences
+from tests.testing.automaton_walk import bytes_accepted, host_automaton
 from tests.testing.tiny_tokenizer import make_tiny_tokenizer
 
 SIZE = (112, 112)
@@ -126,30 +127,12 @@ def _context(candidates=None):
     return render.render_multimedia(MultimediaPair(SENTENCE, item, None), SIZE, CODEC).context
 
 
-def _automaton(tok, context):
-    vocab = C.vocab_for(tok, END_OF_TURN)
-    g = C.task_grammar("multimedia", vocab)
-    return C.HostAutomaton(g, C.example_constraint(g, context))
-
-
-def _accepted(tok, context, text) -> bool:
-    vocab = C.vocab_for(tok, END_OF_TURN)
-    h = _automaton(tok, context)
-    try:
-        for b in text.encode("utf-8"):
-            h.advance(vocab.ids_of[bytes([b])][0])
-        h.advance(vocab.eos_id)
-    except (ValueError, KeyError):
-        return False
-    return h.finished
-
-
 def test_constraint_accepts_targets_and_refuses_off_grammar(tok):
     ctx = _context()
     target = render.render_multimedia(MultimediaPair(SENTENCE, PHOTO, "Conflict:Attack"), SIZE, CODEC).target
-    assert _accepted(tok, ctx, target)
-    assert _accepted(tok, ctx, "none")
-    assert _accepted(tok, ctx, "event: Conflict:Attack\ntrigger: fired")
+    assert bytes_accepted(tok, ctx, target)
+    assert bytes_accepted(tok, ctx, "none")
+    assert bytes_accepted(tok, ctx, "event: Conflict:Attack\ntrigger: fired")
     for text in (
         "event: Conflict:Attack",  # the trigger line follows the event line
         "event: Conflict:Attack\ntrigger: fired\nevent: Contact:Meet\ntrigger: fired",
@@ -158,15 +141,17 @@ def test_constraint_accepts_targets_and_refuses_off_grammar(tok):
         "event: Conflict:Attack\ntrigger: fired\nimage Victim: [10, 10, 50, 90]",
         "event: Conflict:Attack\ntrigger: shot",
     ):
-        assert not _accepted(tok, ctx, text), text
+        assert not bytes_accepted(tok, ctx, text), text
 
 
 def test_candidates_restrict_the_image_boxes(tok):
     dets = (Detection("person", Box(10, 10, 50, 90), 0.9), Detection("car", Box(60, 5, 100, 30), 0.5))
     ctx = _context(dets)
     values = candidate_values(dets, SIZE, CODEC)
-    assert _accepted(tok, ctx, f"event: Conflict:Attack\ntrigger: fired\nAttacker: Police\nimage Attacker: {values[0]}")
-    assert not _accepted(tok, ctx, "event: Conflict:Attack\ntrigger: fired\nimage Attacker: [10, 10, 50, 90]")
+    assert bytes_accepted(
+        tok, ctx, f"event: Conflict:Attack\ntrigger: fired\nAttacker: Police\nimage Attacker: {values[0]}"
+    )
+    assert not bytes_accepted(tok, ctx, "event: Conflict:Attack\ntrigger: fired\nimage Attacker: [10, 10, 50, 90]")
 
 
 @pytest.mark.parametrize("candidates", [None, (Detection("person", Box(10, 10, 50, 90), 0.9),)])
@@ -176,7 +161,7 @@ def test_random_walks_always_parse(tok, candidates):
     rng = random.Random(0)
     kinds = set()
     for _ in range(150):
-        h = _automaton(tok, ctx)
+        h = host_automaton(tok, ctx)
         budget = rng.randint(C.start_distance(h.g, h.c), 90)
         ids = []
         for i in range(budget):

@@ -1,0 +1,30 @@
+"""The host-side constraint walker of a task, and a byte-by-byte acceptance check, for the
+constrained-decoding tests."""
+
+from __future__ import annotations
+
+from rmpl_jax.infer import constrained as C
+from rmpl_jax.m2e2 import grammar
+from rmpl_jax.models.qwen2_vl.processor import END_OF_TURN
+
+
+def host_automaton(tokenizer, context: grammar.Context) -> C.HostAutomaton:
+    """The constraint of one example (`context.task`'s grammar) as a numpy walker."""
+    vocab = C.vocab_for(tokenizer, END_OF_TURN)
+    task_grammar = C.task_grammar(context.task, vocab)
+    return C.HostAutomaton(task_grammar, C.example_constraint(task_grammar, context))
+
+
+def bytes_accepted(tokenizer, context: grammar.Context, text: str) -> bool:
+    """Walks text byte by byte (single-byte tokens), then the end-of-turn token: since tokens
+    are walked byte by byte through the same automaton, a rejection here means no
+    tokenization is accepted."""
+    vocab = C.vocab_for(tokenizer, END_OF_TURN)
+    h = host_automaton(tokenizer, context)
+    try:
+        for b in text.encode("utf-8"):
+            h.advance(vocab.ids_of[bytes([b])][0])
+        h.advance(vocab.eos_id)
+    except (ValueError, KeyError):
+        return False
+    return h.finished
