@@ -15,6 +15,7 @@ from PIL import Image
 
 from rmpl_jax.io.errors import ConfigError
 from tests.testing.fake_gcs import fake_gcs
+from tests.testing.m2e2_files import write_m2e2_annotations
 from tests.train.test_train_loop import small_config
 
 WORKDIR = "gs://bucket/run"
@@ -175,21 +176,14 @@ def test_validate_checks_bucket_paths_and_keeps_model_dirs_local(bucket):
 
 def test_predict_reads_and_writes_the_bucket(trained, bucket):
     from configs import predict_m2e2
-    from rmpl_jax.data.synthetic import generate_split, write_m2e2_format
+    from rmpl_jax.data.synthetic import generate_split
     from rmpl_jax.m2e2.predictions import read_predictions
     from rmpl_jax.modes import predict as predict_mode
 
     # An M2E2 directory in the bucket: a small synthetic split in M2E2's layout, its photos.
     local = bucket / "bucket" / "m2e2"
     split = generate_split("pred", 2, bucket.parent / "tmp" / "photos", seed=5, images_per_doc=(1, 1))
-    files = write_m2e2_format(split, local)
-    os.replace(files["text"], local / "text_only_event.json")
-    (local / "text_multimedia_event.json").write_text("[]")
-    os.replace(files["image"], local / "image_only_event.json")
-    (local / "image_multimedia_event.json").write_text("{}")
-    coref = open(files["coref"]).read().replace(".png\t", ".jpg\t")
-    (local / "crossmedia_coref.txt").write_text(coref)
-    os.remove(files["coref"])
+    write_m2e2_annotations(split, local, scratch=local)
     for item in split.images:
         _photo(local / "images" / f"{item.image_id}.jpg")
 

@@ -17,7 +17,7 @@ from rmpl_jax.m2e2 import grammar, ontology, parse, render
 from rmpl_jax.m2e2.boxes import CODECS, LlavaBoxes, Qwen2VLBoxes, Qwen25VLBoxes
 from rmpl_jax.m2e2.records import Box, Span
 from rmpl_jax.models.qwen2_vl.processor import END_OF_TURN
-from tests.testing.automaton_walk import bytes_accepted, host_automaton
+from tests.testing.automaton_walk import bytes_accepted, host_automaton, random_walk
 from tests.testing.decode_models import demo_dir, synthetic
 from tests.testing.tiny_tokenizer import make_tiny_tokenizer
 
@@ -89,19 +89,6 @@ def test_m2e2_targets_are_accepted(tiny_tok, m2e2_dir):
     assert not rejected, rejected[:2]
 
 
-def _random_walk(h, rng, budget):
-    out = []
-    for i in range(budget):
-        options = h.allowed(budget - i)
-        assert options, f"stuck in state {h.state} after {out}"
-        token = rng.choice(sorted(options))
-        h.advance(token, budget - i)
-        out.append(token)
-        if h.finished:
-            return out
-    raise AssertionError("the budget ran out before the end token")
-
-
 def _context(task, words, rng):
     codec = rng.choice(list(CODECS.values()))
     size = (rng.randint(20, 900), rng.randint(20, 900))
@@ -121,7 +108,7 @@ def test_random_walks_always_parse(tiny_tok, words, seed, task):
     context = _context(task, tuple(words), rng)
     h = host_automaton(tiny_tok, context)
     budget = rng.randint(C.start_distance(h.g, h.c), 70)
-    ids = _random_walk(h, rng, budget)
+    ids = random_walk(h, rng, budget)
     text = C.vocab_for(tiny_tok, END_OF_TURN).text(ids)
     parsed = parse.parse(text, context)
     assert parsed.failures == 0, (text, parsed.errors)
@@ -137,7 +124,7 @@ def test_random_walks_demo_tokenizer(demo_tok):
         task = ALL_TASKS[n % len(ALL_TASKS)]
         context = _context(task, split_words[n % 3], rng)
         h = host_automaton(demo_tok, context)
-        ids = _random_walk(h, rng, rng.randint(C.start_distance(h.g, h.c), 60))
+        ids = random_walk(h, rng, rng.randint(C.start_distance(h.g, h.c), 60))
         text = C.vocab_for(demo_tok, END_OF_TURN).text(ids)
         assert parse.parse(text, context).failures == 0, text
 
@@ -242,7 +229,7 @@ def test_vocab_text_is_byte_exact(tiny_tok):
 def test_empty_sentence_answers_none(tiny_tok):
     ctx = grammar.Context("text_ee", words=())
     h = host_automaton(tiny_tok, ctx)
-    text = C.vocab_for(tiny_tok, END_OF_TURN).text(_random_walk(h, random.Random(0), 50))
+    text = C.vocab_for(tiny_tok, END_OF_TURN).text(random_walk(h, random.Random(0), 50))
     assert text == "none"
 
 

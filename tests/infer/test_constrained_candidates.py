@@ -15,7 +15,7 @@ from rmpl_jax.m2e2.boxes import CODECS
 from rmpl_jax.m2e2.candidates import candidate_values
 from rmpl_jax.m2e2.records import Box, Detection
 from rmpl_jax.models.qwen2_vl.processor import END_OF_TURN
-from tests.testing.automaton_walk import bytes_accepted, host_automaton
+from tests.testing.automaton_walk import bytes_accepted, host_automaton, random_walk
 from tests.testing.tiny_tokenizer import make_tiny_tokenizer
 
 SIZE = (112, 112)
@@ -76,17 +76,7 @@ def test_random_walks_parse_and_copy_candidates(tok):
     for n in range(60):
         ctx = _context("visual_ee" if n % 2 else "image_argument")
         h = host_automaton(tok, ctx)
-        budget = rng.randint(C.start_distance(h.g, h.c), 60)
-        ids = []
-        for i in range(budget):
-            options = h.allowed(budget - i)
-            assert options, f"stuck after {ids}"
-            token = rng.choice(sorted(options))
-            h.advance(token, budget - i)
-            ids.append(token)
-            if h.finished:
-                break
-        assert h.finished
+        ids = random_walk(h, rng, rng.randint(C.start_distance(h.g, h.c), 60))
         parsed = parse.parse(vocab.text(ids), ctx)
         assert parsed.failures == 0, (vocab.text(ids), parsed.errors)
         boxes = [a.box for e in parsed.events for a in e.arguments]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import os
 
 import numpy as np
 import pytest
@@ -27,6 +26,7 @@ from rmpl_jax.models.qwen2_vl.processor import QwenProcessor
 from rmpl_jax.modes import predict as predict_mode
 from tests.testing.decode_models import IMAGE_SIDE, synthetic, tiny_dir
 from tests.testing.html_page import parse_page
+from tests.testing.m2e2_files import write_m2e2_annotations
 
 
 @pytest.fixture(scope="module")
@@ -129,17 +129,7 @@ def _m2e2_layout(split, root):
     """The five M2E2 files for a synthetic split, photos as <image_id>.jpg (one left out)."""
     from PIL import Image
 
-    from rmpl_jax.data.synthetic import write_m2e2_format
-
-    paths = write_m2e2_format(split, root / "raw")
-    ann = root / "m2e2"
-    ann.mkdir()
-    os.replace(paths["text"], ann / "text_only_event.json")
-    (ann / "text_multimedia_event.json").write_text("[]")
-    os.replace(paths["image"], ann / "image_only_event.json")
-    (ann / "image_multimedia_event.json").write_text("{}")
-    lines = open(paths["coref"]).read().replace(".png\t", ".jpg\t")
-    (ann / "crossmedia_coref.txt").write_text(lines)
+    ann = write_m2e2_annotations(split, root / "m2e2", scratch=root / "raw")
     images = root / "images"
     images.mkdir()
     for item in split.images[1:]:

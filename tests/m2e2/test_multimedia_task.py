@@ -28,7 +28,7 @@ from rmpl_jax.m2e2.records import (
 )
 from rmpl_jax.models.qwen2_vl.processor import END_OF_TURN
 from tests.m2e2.test_grammar import images, sentences
-from tests.testing.automaton_walk import bytes_accepted, host_automaton
+from tests.testing.automaton_walk import bytes_accepted, host_automaton, random_walk
 from tests.testing.tiny_tokenizer import make_tiny_tokenizer
 
 SIZE = (112, 112)
@@ -162,15 +162,7 @@ def test_random_walks_always_parse(tok, candidates):
     kinds = set()
     for _ in range(150):
         h = host_automaton(tok, ctx)
-        budget = rng.randint(C.start_distance(h.g, h.c), 90)
-        ids = []
-        for i in range(budget):
-            token = rng.choice(sorted(h.allowed(budget - i)))
-            h.advance(token, budget - i)
-            ids.append(token)
-            if h.finished:
-                break
-        assert h.finished
+        ids = random_walk(h, rng, rng.randint(C.start_distance(h.g, h.c), 90))
         parsed = parse.parse(vocab.text(ids), ctx)
         assert parsed.failures == 0, (vocab.text(ids), parsed.errors)
         if parsed.events:

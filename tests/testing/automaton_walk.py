@@ -1,5 +1,5 @@
-"""The host-side constraint walker of a task, and a byte-by-byte acceptance check, for the
-constrained-decoding tests."""
+"""The host-side constraint walker of a task, a byte-by-byte acceptance check and random
+walks, for the constrained-decoding tests."""
 
 from __future__ import annotations
 
@@ -28,3 +28,19 @@ def bytes_accepted(tokenizer, context: grammar.Context, text: str) -> bool:
     except (ValueError, KeyError):
         return False
     return h.finished
+
+
+def random_walk(h: C.HostAutomaton, rng, budget: int) -> list[int]:
+    """Token ids of one walk that picks uniformly among the allowed tokens at every step, with
+    `budget` tokens left to the end token; fails if a state allows nothing or the budget runs
+    out before the automaton finishes."""
+    out = []
+    for i in range(budget):
+        options = h.allowed(budget - i)
+        assert options, f"stuck in state {h.state} after {out}"
+        token = rng.choice(sorted(options))
+        h.advance(token, budget - i)
+        out.append(token)
+        if h.finished:
+            return out
+    raise AssertionError("the budget ran out before the end token")
