@@ -1,4 +1,4 @@
-"""Tiny random LLaVA checkpoints for the by-hand checks in the README's LLaVA section (torch CPU).
+"""Tiny random LLaVA checkpoints for the by-hand checks in docs/families.md ("LLaVA") (torch CPU).
 
     python benchmarks/llava_tiny.py run-dir OUT      # a LLaVA-1.5-shaped directory a run can train
     python benchmarks/llava_tiny.py parity ROOT      # tools/parity.py on configs the tests never use

@@ -10,7 +10,7 @@ documents, 3,581 sentences), then writes W/heldout/{predictions.jsonl,metrics.js
 W/report.html for the `test` documents (74 documents, 2,047 sentences). Tune with
 `--config.data.m2e2.heldout_part=dev`; `benchmarks/m2e2_text.md` has the measured runs and
 the lexicon baseline (`tools/lexicon_baseline.py`). On an accelerator add
-`--config.model.dtype=bfloat16 --config.data.batch_size=32` (and `--config.eval.batch_size`).
+`--config.model.dtype=bfloat16 --config.data.batch_size=32` (and `--config.decode.batch_size`).
 """
 
 from configs import stage1
@@ -51,8 +51,8 @@ def get_config():
 
     c.checkpoint.every = 100
     c.export = False  # the adapters are in the checkpoints; a merged export is one command away
-    c.eval.batch_size = 32
-    c.eval.max_new_tokens = 64
-    c.eval.buckets = (64, 80, 96, 112, 128, 160, 192, 256, 320)  # prompts sorted by length, little padding
-    c.eval.no_event_penalty = 0.0  # chosen on dev: -1 / -0.5 / 0 / 0.5 gave F1 48.9 / 48.9 / 49.8 / 46.9
+    c.decode.batch_size = 32
+    c.decode.max_new_tokens = 64
+    c.decode.buckets = (64, 80, 96, 112, 128, 160, 192, 256, 320)  # prompts sorted by length, little padding
+    c.decode.no_event_penalty = 0.0  # chosen on dev: -1 / -0.5 / 0 / 0.5 gave F1 48.9 / 48.9 / 49.8 / 46.9
     return c

@@ -7,10 +7,17 @@
 Writes W/predictions.jsonl and W/metrics.json. Settings left unset (hf_dir, dtype, LoRA rank,
 alpha and targets, image side) come from the training run's W/config.json, found beside the
 checkpoint or in an export; a demo run needs only `--config.checkpoint=W/stage2/checkpoints`.
+
+How to decode is the `decode` block, the one a training run's held-out decode takes (keys and
+defaults: rmpl_jax/infer/settings.py), e.g. `--config.decode.max_new_tokens=96`. Renamed:
+`--config.max_new_tokens` (and batch_size, buckets, pipeline, pair_filter, constrained,
+temperature, no_event_penalty) is `--config.decode.KEY`.
 """
 
 import ml_collections
 from ml_collections.config_dict import placeholder
+
+from rmpl_jax.infer.settings import decode_block
 
 
 def get_config():
@@ -38,7 +45,7 @@ def get_config():
     c.checkpoint_step = -1  # -1: the latest
     c.merge_lora = True  # fold LoRA adapters into the weights for decoding (False: keep them)
 
-    # Candidate boxes (README "Candidate boxes"); unset: as the training run had them.
+    # Candidate boxes (docs/candidate_boxes.md); unset: as the training run had them.
     c.candidates = ml_collections.ConfigDict()
     c.candidates.use = placeholder(bool)
     c.candidates.tasks = placeholder(tuple)
@@ -47,15 +54,8 @@ def get_config():
     c.candidates.detections = ""  # the YOLO JSON; empty: yolov8_objects.json beside the annotations
     c.prompts = ""  # 'full' or 'brief' (text prompts without schema lines); unset: the training run's
     c.image_side = placeholder(int)  # the training square side (a multiple of 28); 0: photos at their own size
-    c.batch_size = 16
-    c.max_new_tokens = 128
-    # 'stage2': mentions, then each mention's arguments; 'joint': whole events; 'multimedia':
-    # 'stage2' plus the multimedia task on every (sentence, photo) pair of a document (coref).
-    c.pipeline = "stage2"
-    c.pair_filter = "events"  # multimedia: pairs whose sentence and photo both got an event; 'all' document pairs
-    c.constrained = True  # schema-constrained decoding (every output parses)
-    c.temperature = 0.0  # 0: greedy
-    # > 0: logits of a `none` (no event) answer lowered by this much, for more recall (choose on dev)
-    c.no_event_penalty = 0.0
-    c.buckets = (256, 512, 768, 1024, 1536, 2048)  # prompt length buckets (left padding)
+    # How to decode (the module docstring). Pipeline 'auto' follows the training run's last stage
+    # ('multimedia' when it trains that task, 'stage2' after stage 2, 'joint' after stage 1
+    # alone; 'stage2' when no run is found).
+    c.decode = decode_block()
     return c

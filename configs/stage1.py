@@ -8,10 +8,17 @@
 
 With no data paths the run generates the synthetic corpus, trains the tiny demo model from
 scratch (there are no offline weights) and scores held-out synthetic data.
+
+The held-out decode takes the `decode` block, the one predict takes (keys and defaults:
+rmpl_jax/infer/settings.py), e.g. `--config.decode.no_event_penalty=0.5`. Renamed:
+`--config.eval.max_new_tokens` (and eval.batch_size, eval.buckets, eval.pipeline,
+eval.pair_filter, eval.no_event_penalty) is `--config.decode.KEY`; `eval.heldout` stays.
 """
 
 import ml_collections
 from ml_collections.config_dict import placeholder
+
+from rmpl_jax.infer.settings import decode_block
 
 
 def get_config():
@@ -64,10 +71,10 @@ def get_config():
     c.data.imsitu_mapping = ""  # ace_sr_mapping.txt; empty: the shared data's copy
     c.data.mnre_path = ""
     c.data.mnre_images = ""
-    # M2E2's own text as training data, cut by a document split (README "Learning on M2E2
-    # text"): the `train_part` documents' sentences train, and after the run the
-    # `heldout_part` documents are predicted and scored ('' : not scored). Empty paths: the
-    # shared data's m2e2/ and splits/m2e2_text_docs.json.
+    # M2E2's own text as training data, cut by a document split (docs/m2e2_text.md): the
+    # `train_part` documents' sentences train, and after the run the `heldout_part` documents
+    # are predicted and scored ('' : not scored). Empty paths: the shared data's m2e2/ and
+    # splits/m2e2_text_docs.json.
     c.data.m2e2 = ml_collections.ConfigDict()
     c.data.m2e2.use = False
     c.data.m2e2.dir = ""
@@ -76,7 +83,7 @@ def get_config():
     c.data.m2e2.heldout_part = "test"
     c.data.lenient = False  # skip and count bad records, photos and too-long examples instead of failing
     c.data.synthetic = ml_collections.ConfigDict(dict(train_docs=300, heldout_docs=30))
-    # Image arguments grounded in detector candidates (README "Candidate boxes"): the tasks'
+    # Image arguments grounded in detector candidates (docs/candidate_boxes.md): the tasks'
     # prompts list a photo's detector boxes and each argument names one instead of writing free
     # numbers. Synthetic photos bring their own detector output; imSitu/SWiG photos take a
     # detections file in the YOLO JSON shape of the shared M2E2 file.
@@ -87,9 +94,9 @@ def get_config():
     c.data.candidates.min_score = 0.25  # detections listed: score >= this, highest first ...
     c.data.candidates.max_per_image = 10  # ... at most this many (0: all)
     c.data.candidates.imsitu_detections = ""
-    # The multimedia task's pairs (stage 2 trains it when its weight is > 0; README "Joint
-    # multimedia"): the share of a document's (sentence, photo) pairs without a shared event kept,
-    # and photos of the same type from other documents drawn per positive pair (target 'none').
+    # The multimedia task's pairs (stage 2 trains it when its weight is > 0; docs/multimedia.md):
+    # the share of a document's (sentence, photo) pairs without a shared event kept, and photos
+    # of the same type from other documents drawn per positive pair (target 'none').
     c.data.multimedia = ml_collections.ConfigDict(dict(same_doc_negatives=1.0, other_doc_negatives=0))
     c.data.prompts = "full"  # 'brief': text prompts without the schema and format lines (m2e2/render.py)
     c.data.eventless_share = 1.0  # share of sentences without events kept in text_mention / text_ee
@@ -129,13 +136,15 @@ def get_config():
     c.mesh_shape = ()  # (data, fsdp, tensor); (): (1, -1, 1) for HF models (fsdp), (-1, 1, 1) for the demo
     c.checkpoint = ml_collections.ConfigDict(dict(every=100, keep=2))
     c.export = True  # W/export: merged HF safetensors + processor files, and the adapters
-    c.eval = ml_collections.ConfigDict(dict(heldout=True, batch_size=16, max_new_tokens=96))
-    # 'auto': 'multimedia' when the last stage trains that task, else 'stage2' / 'joint' by stage.
-    c.eval.pipeline = "auto"
-    c.eval.pair_filter = "events"  # multimedia pipeline: 'events' (both got an event) or 'all' document pairs
-    c.eval.buckets = (64, 128, 256, 512, 1024, 1536, 2048)  # prompt lengths of the held-out decode (left padding)
-    # > 0: the held-out decode answers `none` (no event) less often (infer/decode.py); choose it on dev.
-    c.eval.no_event_penalty = 0.0
+    c.eval = ml_collections.ConfigDict(dict(heldout=True))  # decode and score the held-out data at the end
+    # How: the `decode` block predict takes too, its keys and defaults in one place
+    # (rmpl_jax/infer/settings.py, DecodeSettings). Pipeline 'auto': 'multimedia' when the last
+    # stage trains that task, else 'stage2' / 'joint' by stage.
+    c.decode = decode_block()
+    # The held-out budget stays 96 tokens (predict's default: 128): the demo's weak early models
+    # run answers to the budget, and at 128 its held-out results change (60/30 steps: 223 text
+    # events predicted instead of 205, answers up to 128 tokens).
+    c.decode.max_new_tokens = 96
     # Multi-host: on a TPU VM slice, SLURM, Open MPI or Kubernetes the same command on every
     # worker joins one job (JAX's cluster detection; auto=False turns it off); elsewhere set
     # all three of coordinator_address, num_processes and process_id.

@@ -14,6 +14,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from rmpl_jax.infer.settings import renamed_flags
 from rmpl_jax.io.errors import UserError
 from rmpl_jax.train.preemption import EXIT_STATUS as PREEMPTED_STATUS
 from rmpl_jax.train.preemption import Preempted
@@ -59,14 +60,16 @@ def fail(message: str, status: int = 1) -> None:
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-    """absl's parsing, with a bad config file, override or value reported in one line."""
+    """absl's parsing, with a bad config file, override or value reported in one line (a
+    renamed key, e.g. --config.eval.max_new_tokens, with its new name)."""
     try:
         return flags.FLAGS(argv)
     except Exception as e:  # config_flags raises KeyError/AttributeError/OSError/flags.Error
         if _verbose(argv):
             raise
+        renamed = "".join(f"{hint}; " for hint in renamed_flags(argv))
         fail(
-            f"{_one_line(e)} (--config.KEY=VALUE must name a key of the config; --helpfull lists the flags)",
+            f"{_one_line(e)} ({renamed}--config.KEY=VALUE must name a key of the config; --helpfull lists the flags)",
             USAGE_STATUS,
         )
 

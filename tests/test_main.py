@@ -41,3 +41,10 @@ def test_command_line_mistakes_are_one_line(tmp_path):
     unknown = _main("--config", "configs/score_m2e2.py", "--config.lenent=True")
     _one_line_error(unknown, 2, "'lenent'", 'Did you mean "lenient"', "must name a key of the config")
     _one_line_error(_main("--config", str(tmp_path / "none.py")), 2, "none.py", "--config takes a config file")
+
+
+def test_a_renamed_key_names_its_new_name():
+    old = _main("--config", "configs/predict_m2e2.py", "--config.max_new_tokens=64")
+    _one_line_error(old, 2, "--config.max_new_tokens is now --config.decode.max_new_tokens")
+    old = _main("--config", "configs/stage1.py", "--config.eval.no_event_penalty=0.5")
+    _one_line_error(old, 2, "--config.eval.no_event_penalty is now --config.decode.no_event_penalty")

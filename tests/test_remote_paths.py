@@ -191,7 +191,7 @@ def test_predict_reads_and_writes_the_bucket(trained, bucket):
     config.checkpoint = WORKDIR  # the run's last stage, settings from its config.json
     config.m2e2_dir, config.images_dir = "gs://bucket/m2e2", "gs://bucket/m2e2/images"
     config.limit = 2
-    config.batch_size, config.max_new_tokens, config.buckets = 4, 16, (768,)
+    config.decode.update(batch_size=4, max_new_tokens=16, buckets=(768,))
     metrics = predict_mode.run(config, "gs://bucket/predict")
     out = bucket / "bucket" / "predict"
     assert {"predictions.jsonl", "metrics.json", "report.html"} <= set(os.listdir(out))

@@ -50,17 +50,17 @@ from flax import nnx
 
 from configs import stage2
 from rmpl_jax.infer.decode import Decoder
+from rmpl_jax.infer.settings import DecodeSettings
 from rmpl_jax.models import lora
 from rmpl_jax.models.family import get_family
 from rmpl_jax.models.qwen2_vl.presets import preset
-from rmpl_jax.modes.model_setup import lora_targets, mesh_shape, model_options
-from rmpl_jax.modes.train import stage_train_step
+from rmpl_jax.models.qwen2_vl.synthetic import photo_inputs, photo_token_run
 from rmpl_jax.train import sharding as shd
+from rmpl_jax.train.loop import stage_optimizer, stage_train_step
 from rmpl_jax.train.loss import target_budget
-from rmpl_jax.train.optimizer import make_optimizer
+from rmpl_jax.train.model_setup import lora_targets, mesh_shape, model_options
 from rmpl_jax.train.state import abstract_train_state, split_model
 
-PATCH, TEMPORAL, MERGE = 14, 2, 2
 # Memory a program may use per chip, as XLA:TPU states it when it refuses one ("available HBM").
 HBM_GIB = {"TPU v5 lite": 15.75}
 
@@ -110,24 +110,15 @@ def abstract_model(model: str, config, layers: int = 0):
 def train_batch(cfg, batch: int, seq: int, image_side: int, answer: int) -> dict[str, np.ndarray]:
     """A stage-2 image batch as the pipeline gives it: [B, seq] right-padded tokens with one
     image per row (`image_side`^2 pixels), the answer's `answer` tokens at the end."""
-    g = image_side // PATCH
-    image_tokens = g * g // (MERGE * MERGE)
-    text = seq - image_tokens - 2
-    if text < answer + 2:
-        raise SystemExit(f"--seq {seq}: too short for {image_tokens} image tokens and a {answer}-token answer")
+    photo = photo_token_run(cfg, image_side)
+    if seq - len(photo) - 10 < answer + 2:
+        raise SystemExit(f"--seq {seq}: too short for {len(photo)} photo tokens and a {answer}-token answer")
     ids = np.full((batch, seq), 100, np.int32)
-    ids[:, 10] = cfg.vision_start_token_id
-    ids[:, 11 : 11 + image_tokens] = cfg.image_token_id
-    ids[:, 11 + image_tokens] = cfg.vision_end_token_id
+    ids[:, 10 : 10 + len(photo)] = photo
     loss_mask = np.zeros((batch, seq), np.int32)
     loss_mask[:, seq - answer :] = 1
-    return {
-        "input_ids": ids,
-        "loss_mask": loss_mask,
-        "attention_mask": np.ones((batch, seq), np.int32),
-        "pixel_values": np.zeros((batch * g * g, 3 * TEMPORAL * PATCH * PATCH), np.float32),
-        "image_grid_thw": np.asarray([[1, g, g]] * batch, np.int64),
-    }
+    tokens = {"input_ids": ids, "loss_mask": loss_mask, "attention_mask": np.ones((batch, seq), np.int32)}
+    return {**tokens, **photo_inputs(cfg, batch, image_side)}
 
 
 class DoesNotFit:
@@ -190,12 +181,7 @@ def compile_train(
     layout, trainable, frozen = split_model(net, config.model.trainable_regex or None)
     del net
     stage = config.stage2
-    tx, schedule = make_optimizer(
-        stage.learning_rate,
-        warmup_steps=stage.warmup_steps,
-        total_steps=stage.steps,
-        weight_decay=config.train.weight_decay,
-    )
+    tx, schedule = stage_optimizer(config, stage)
     state = abstract_train_state(layout, trainable, frozen, tx, mesh)
     max_targets = target_budget(answer) if config.train.head_at_targets else None
     step = stage_train_step(config, family, layout, tx, mesh, state, schedule, max_targets)
@@ -242,9 +228,9 @@ def compile_decode(
         eos_ids=(cfg.vocab_size - 1,),
         pad_id=0,
     )
-    g = image_side // PATCH
+    image_tokens = batch * (len(photo_token_run(cfg, image_side)) - 2)  # less vision start and end
     t0 = time.perf_counter()
-    compiled = compile_or_report(decoder.lower(prompt, image_tokens=batch * g * g // (MERGE * MERGE)))
+    compiled = compile_or_report(decoder.lower(prompt, image_tokens=image_tokens))
     return memory_record(
         "decode",
         compiled,
@@ -276,9 +262,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--loss-chunk", type=int, default=0, help="train.loss_chunk (0: the config's)")
     p.add_argument("--full-head", action="store_true", help="project every position (train.head_at_targets=False)")
     p.add_argument("--what", default="train,decode")
-    p.add_argument("--decode-batch", type=int, default=16, help="predict's batch_size")
+    predict = DecodeSettings()
+    p.add_argument("--decode-batch", type=int, default=predict.batch_size, help="predict's decode.batch_size")
     p.add_argument("--prompt", type=int, default=1024, help="decode prompt bucket")
-    p.add_argument("--new-tokens", type=int, default=128, help="predict's max_new_tokens")
+    p.add_argument("--new-tokens", type=int, default=predict.max_new_tokens, help="predict's decode.max_new_tokens")
     p.add_argument("--layers", type=int, default=0, help="override the LM depth (quick checks)")
     return p.parse_args(argv)
 

@@ -54,15 +54,16 @@ import jax
 import numpy as np
 from flax import nnx
 
+from configs import stage2
 from rmpl_jax.infer.decode import Decoder, Prompt
 from rmpl_jax.models.family import get_family
 from rmpl_jax.models.lora import apply_lora
 from rmpl_jax.models.qwen2_vl.presets import preset
+from rmpl_jax.models.qwen2_vl.synthetic import photo_grid, photo_inputs, photo_token_run
 from rmpl_jax.models.qwen2_vl.vision_config import VisionConfig
 from rmpl_jax.train import sharding as shd
-from rmpl_jax.train.optimizer import make_optimizer
+from rmpl_jax.train.loop import stage_optimizer, stage_train_step
 from rmpl_jax.train.state import abstract, abstract_train_state, create_train_state, split_model
-from rmpl_jax.train.step import make_train_step
 
 FAMILY = "qwen2_5_vl"
 # --size -> (preset, overrides so the architecture is exactly the reference's SIZES entry)
@@ -73,7 +74,6 @@ SIZES = {
 }
 # Datasheet dense bf16 TFLOP/s by device kind substring (MFU denominator when not given).
 PEAK_TFLOPS = {"H200": 989.4, "H100": 989.4, "A100": 312.0}
-PATCH, TEMPORAL = 14, 2
 
 
 def log(*parts: Any) -> None:
@@ -114,47 +114,25 @@ def model_config(
 
 @dataclasses.dataclass(frozen=True)
 class Batch:
-    """One benchmark batch: the reference's layout (text, <vision_start>, image tokens,
-    <vision_end>, text) with one image per row."""
+    """One benchmark batch: the reference's layout (text, the photo's token run, text) with one
+    image per row; `images`: the family's image inputs of the batch's photos."""
 
     input_ids: np.ndarray  # [B, T] int32
-    pixel_values: np.ndarray  # [B * g * g, 3 * 2 * 14 * 14] float32
-    grid: np.ndarray  # [B, 3] int64, (1, g, g) per row
-
-    @property
-    def patches_per_image(self) -> int:
-        return int(self.grid[0, 1] * self.grid[0, 2])
+    images: dict[str, np.ndarray]
+    grid: np.ndarray  # [B, 3]: (t, h, w) patches of each row's photo, for the FLOP count
 
 
 def make_batch(cfg, batch: int, text_tokens: int, image_size: int, seed: int = 0) -> Batch:
     """Random token ids and pixels with the reference's shapes."""
-    merge = cfg.spatial_merge_size
-    if image_size % (PATCH * merge):
-        raise ValueError(f"--image-size {image_size} must be a multiple of {PATCH * merge}")
     if batch < 1 or text_tokens < 2:
         raise ValueError(f"need batch >= 1 and text tokens >= 2, got {batch}, {text_tokens}")
     rng = np.random.default_rng(seed)
-    g = image_size // PATCH
-    n_img = g * g // (merge * merge)
+    photo = photo_token_run(cfg, image_size)
     text = rng.integers(0, 150000, (batch, text_tokens), dtype=np.int32)
     half = text_tokens // 2
-
-    def col(v):
-        return np.full((batch, 1), v, np.int32)
-
-    ids = np.concatenate(
-        [
-            text[:, :half],
-            col(cfg.vision_start_token_id),
-            np.full((batch, n_img), cfg.image_token_id, np.int32),
-            col(cfg.vision_end_token_id),
-            text[:, half:],
-        ],
-        axis=1,
-    )
-    pixels = rng.standard_normal((batch * g * g, 3 * TEMPORAL * PATCH * PATCH), dtype=np.float32)
-    grid = np.array([[1, g, g]] * batch, np.int64)
-    return Batch(ids, pixels, grid)
+    ids = np.concatenate([text[:, :half], np.tile(photo, (batch, 1)), text[:, half:]], axis=1)
+    grid = np.asarray([photo_grid(cfg, image_size)] * batch, np.int64)
+    return Batch(ids, photo_inputs(cfg, batch, image_size, rng), grid)
 
 
 # ------------------------------------------------------------------------------ FLOPs
@@ -295,6 +273,16 @@ def compiled_memory_gib(compiled) -> float | None:
 # ------------------------------------------------------------------------------ train
 
 
+def product_config(args):
+    """`configs/stage2.py` as a 7B run sets it, with the benchmark's loss chunk and a constant
+    learning rate (no warmup or decay: the reference's AdamW)."""
+    config = stage2.get_config()
+    config.model.dtype = args.dtype
+    config.train.loss_chunk = args.loss_chunk
+    config.stage2.update(learning_rate=1e-4, warmup_steps=0, steps=None)
+    return config
+
+
 def bench_train(args, cfg, mesh, emit: Emitter, model) -> None:
     """AOT-compiles and times the LoRA train step. `model` is concrete, or abstract for
     --dry-run (then nothing runs: only lowering, compilation and XLA's analyses)."""
@@ -305,7 +293,8 @@ def bench_train(args, cfg, mesh, emit: Emitter, model) -> None:
     b, t = data.input_ids.shape
     flops = train_flops(cfg, model, b, t, data.grid)
     # AdamW as the reference uses it (no gradient clipping); f32 adapters, compute in cfg.dtype.
-    tx, _ = make_optimizer(1e-4, grad_clip_norm=None)
+    config = product_config(args)
+    tx, schedule = stage_optimizer(config, config.stage2)
     if args.dry_run:
         state = abstract_train_state(layout, trainable, frozen, tx, mesh)
     else:
@@ -314,21 +303,11 @@ def bench_train(args, cfg, mesh, emit: Emitter, model) -> None:
         if shared != len(frozen):  # a copy would double the weights' memory
             log(f"warning: {len(frozen) - shared} frozen params were copied when placed")
         del trainable, frozen
-    step = make_train_step(
-        layout,
-        tx,
-        mesh,
-        state,
-        compute_dtype=cfg.dtype,
-        loss_chunk_size=args.loss_chunk,
-        static_keys=("image_grid_thw",),
-    )
-    host = {
-        "input_ids": data.input_ids,
-        "loss_mask": np.ones_like(data.input_ids),
-        "pixel_values": data.pixel_values.astype(cfg.compute_dtype),
-        "image_grid_thw": data.grid,
-    }
+    # The training run's step factory and options; the loss covers every position (max_targets
+    # None), as the reference's does.
+    step = stage_train_step(config, get_family(FAMILY), layout, tx, mesh, state, schedule, max_targets=None)
+    pixels = {k: v.astype(cfg.compute_dtype) if v.dtype == np.float32 else v for k, v in data.images.items()}
+    host = {"input_ids": data.input_ids, "loss_mask": np.ones_like(data.input_ids), **pixels}
     sh = step.batch_shardings(host)
     if args.dry_run:
         batch = {
@@ -418,15 +397,8 @@ def bench_decode(args, cfg, emit: Emitter, model, batch_size: int, after_train: 
     """Greedy generation of exactly new_tokens tokens per row with `decode.Decoder`."""
 
     data = make_batch(cfg, batch_size, args.text_tokens, args.image_size, seed=1)
-    per = data.patches_per_image
-    prompts = [
-        Prompt(
-            data.input_ids[i],
-            pixel_values=data.pixel_values[i * per : (i + 1) * per],
-            image_grid_thw=data.grid[i : i + 1],
-        )
-        for i in range(batch_size)
-    ]
+    rng = np.random.default_rng(2)
+    prompts = [Prompt(ids, photo_inputs(cfg, 1, args.image_size, rng)) for ids in data.input_ids]
     prompt_len = data.input_ids.shape[1]
     # eos -1: argmax never yields it, so every row runs all new_tokens steps (HF: min_new_tokens).
     decoder = Decoder(

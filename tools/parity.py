@@ -57,7 +57,6 @@ HF_CLASSES = {
     "llava": "LlavaForConditionalGeneration",
 }
 SENTENCES = ["Police arrested the protesters near the parliament building on Monday.", "Troops fired at the convoy."]
-_INPUT_KEYS = ("input_ids", "attention_mask", "pixel_values", "image_grid_thw")
 
 
 def synthetic_images(k: int, seed: int = 0) -> list:
@@ -112,10 +111,10 @@ def qwen_inputs(
         return out
 
     out: dict[str, Any] = {"tokenizer": False}
-    grid = np.zeros((0, 3), np.int64)
+    runs = []
     if images:
-        out.update(proc.process_images(images))
-        grid = out["image_grid_thw"]
+        out.update({k: v for k, v in proc.process_images(images).items() if k in proc.image_keys})
+        runs = proc.image_token_runs(out)
     text_cfg = config.get("text_config") or config
     vocab = int(text_cfg.get("vocab_size", config.get("vocab_size", 0)))
     special = [proc.image_token_id, proc.video_token_id, proc.vision_start_token_id, proc.vision_end_token_id]
@@ -127,7 +126,7 @@ def qwen_inputs(
     for row, n in enumerate(per_row):
         pieces = [rng.integers(1, high, size=5 + 4 * (1 - row))]
         for _ in range(n):
-            pieces += [proc.image_token_run(grid[img]), rng.integers(1, high, size=3)]
+            pieces += [runs[img], rng.integers(1, high, size=3)]
             img += 1
         rows.append(np.concatenate([np.asarray(p, np.int64) for p in pieces]))
     width = max(len(r) for r in rows)
@@ -219,7 +218,8 @@ INPUT_BUILDERS: dict[str, Callable[..., dict[str, Any]]] = {
 
 
 def hf_logits(hf_dir: pathlib.Path, model_type: str, inputs: dict[str, Any], dtype: str, attn: str) -> np.ndarray:
-    """Logits [B, T, V] float32 from the transformers torch model (CPU)."""
+    """Logits [B, T, V] float32 from the transformers torch model (CPU); the family's image
+    inputs go in under their own names (transformers' names)."""
 
     import torch
     import transformers
@@ -229,44 +229,42 @@ def hf_logits(hf_dir: pathlib.Path, model_type: str, inputs: dict[str, Any], dty
     torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
     model = cls.from_pretrained(str(hf_dir), dtype=torch_dtype, attn_implementation=attn).eval()
     accepted = inspect.signature(model.forward).parameters
-    kw = {
-        "input_ids": torch.from_numpy(inputs["input_ids"]),
-        "attention_mask": torch.from_numpy(inputs["attention_mask"]),
-    }
-    if inputs.get("position_ids") is not None:
-        kw["position_ids"] = torch.from_numpy(inputs["position_ids"])
-    if inputs.get("pixel_values") is not None:
-        kw["pixel_values"] = torch.from_numpy(inputs["pixel_values"]).to(torch_dtype)
-        if inputs.get("image_grid_thw") is not None:  # Qwen's image layout
-            kw["image_grid_thw"] = torch.from_numpy(inputs["image_grid_thw"])
-        if "mm_token_type_ids" in accepted and inputs.get("mm_token_type_ids") is not None:
-            kw["mm_token_type_ids"] = torch.from_numpy(inputs["mm_token_type_ids"])
+    names = ("input_ids", "attention_mask", "position_ids", *family_for_dir(hf_dir).image_keys)
+    kw = {}
+    for name in names:
+        if inputs.get(name) is not None:
+            value = torch.from_numpy(np.asarray(inputs[name]))
+            kw[name] = value.to(torch_dtype) if value.is_floating_point() else value
+    if "pixel_values" in kw and "mm_token_type_ids" in accepted and inputs.get("mm_token_type_ids") is not None:
+        kw["mm_token_type_ids"] = torch.from_numpy(inputs["mm_token_type_ids"])
     with torch.no_grad():
         return model(**kw).logits.float().numpy()
 
 
 def our_logits(hf_dir: pathlib.Path, inputs: dict[str, Any], dtype: str) -> np.ndarray:
-    """Logits [B, T, V] float32 from our model, one jitted forward (grid static)."""
+    """Logits [B, T, V] float32 from our model, one jitted forward of the inputs the family
+    takes (`model_inputs`; its static keys as host constants)."""
 
     if dtype == "float32":  # no TF32 shortcuts on GPU: this is a correctness check
         jax.config.update("jax_default_matmul_precision", "highest")
-    model = family_for_dir(hf_dir).load_hf(hf_dir, dtype=dtype)
+    family = family_for_dir(hf_dir)
+    model = family.load_hf(hf_dir, dtype=dtype)
     graphdef, state = nnx.split(model)
-    grid = inputs.get("image_grid_thw")
-    grid_key = None if grid is None else tuple(map(tuple, np.asarray(grid).tolist()))
+    taken = [k for k in ("input_ids", "attention_mask", *family.image_keys) if inputs.get(k) is not None]
+    static = tuple(
+        (k, np.asarray(inputs[k]).dtype.str, np.shape(inputs[k]), tuple(np.ravel(inputs[k]).tolist()))
+        for k in taken
+        if k in family.static_batch_keys
+    )
+    arrays = {k: jnp.asarray(inputs[k]) for k in taken if k not in family.static_batch_keys}
 
-    @functools.partial(jax.jit, static_argnums=(4,))
-    def forward(state, ids, mask, pixels, grid_key):
+    @functools.partial(jax.jit, static_argnums=(2,))
+    def forward(state, arrays, static):
         m = nnx.merge(graphdef, state)
-        if pixels is None:  # text only: every family's plain call
-            return m(ids, attention_mask=mask)
-        g = None if grid_key is None else np.asarray(grid_key, np.int64)
-        return m(ids, attention_mask=mask, pixel_values=pixels, image_grid_thw=g)
+        constants = {k: np.asarray(values, dt).reshape(shape) for k, dt, shape, values in static}
+        return m.logits_from_hidden(m.hidden_states(**family.model_inputs({**arrays, **constants})))
 
-    pixels = inputs.get("pixel_values")
-    pixels = None if pixels is None else jnp.asarray(pixels)
-    logits = forward(state, jnp.asarray(inputs["input_ids"]), jnp.asarray(inputs["attention_mask"]), pixels, grid_key)
-    return np.asarray(jax.device_get(logits), np.float32)
+    return np.asarray(jax.device_get(forward(state, arrays, static)), np.float32)
 
 
 # ------------------------------------------------------------------------------ driver
@@ -344,18 +342,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             raise ValueError(
                 f"{args.reference}: made for model_type {meta.get('model_type')!r}, {hf_dir} is {model_type!r}"
             )
-        tokenizer_used = bool(meta.get("tokenizer"))
+        tokenizer_used, n_images = bool(meta.get("tokenizer")), int(meta.get("n_images", 0))
     else:
         if model_type not in INPUT_BUILDERS:
             raise KeyError(
                 f"{hf_dir}/config.json: no parity input builder for model_type {model_type!r}; "
                 f"known: {sorted(INPUT_BUILDERS)}"
             )
-        images = args.images if args.images is not None else (0 if INPUT_BUILDERS[model_type] is text_inputs else 2)
+        n_images = args.images if args.images is not None else (0 if INPUT_BUILDERS[model_type] is text_inputs else 2)
         inputs = INPUT_BUILDERS[model_type](
             hf_dir,
             _read_config(hf_dir),
-            images,
+            n_images,
             seed=args.seed,
             padding_side=args.padding_side,
             max_pixels=args.max_pixels,
@@ -363,25 +361,29 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         tokenizer_used = bool(inputs.pop("tokenizer"))
         ref = hf_logits(hf_dir, model_type, inputs, args.dtype, args.hf_attn)
 
-    grid = inputs.get("image_grid_thw")
-    pixels = inputs.get("pixel_values")
-    if grid is not None:
-        n_images = int(np.asarray(grid).shape[0])
-    else:  # one [C, S, S] square per image (LLaVA)
-        n_images = 0 if pixels is None else int(np.asarray(pixels).shape[0])
+    image_keys = family_for_dir(hf_dir).image_keys
     result: dict[str, Any] = {
         "model_type": model_type,
         "dtype": args.dtype,
         "n_images": n_images,
         "tokenizer": tokenizer_used,
         "input_ids_shape": list(inputs["input_ids"].shape),
-        "pixel_values_shape": None if inputs.get("pixel_values") is None else list(inputs["pixel_values"].shape),
-        "image_grid_thw": None if grid is None else np.asarray(grid).tolist(),
+        # the family's image inputs: name -> shape (layouts such as a patch grid: their values)
+        "image_inputs": {
+            k: np.asarray(inputs[k]).tolist() if np.asarray(inputs[k]).dtype.kind in "iu" else list(inputs[k].shape)
+            for k in image_keys
+            if inputs.get(k) is not None
+        },
         "logits_shape": list(ref.shape),
         "padding_tokens": int((inputs["attention_mask"] == 0).sum()),
     }
     if args.save_reference is not None:
-        _save_reference(args.save_reference, inputs, ref, {"model_type": model_type, "tokenizer": tokenizer_used})
+        _save_reference(
+            args.save_reference,
+            inputs,
+            ref,
+            {"model_type": model_type, "tokenizer": tokenizer_used, "n_images": n_images},
+        )
         result["saved_reference"] = str(args.save_reference)
     else:
         ours = our_logits(hf_dir, inputs, args.dtype)

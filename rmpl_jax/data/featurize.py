@@ -34,7 +34,7 @@ def user_messages(example: Example) -> list[dict]:
 class Featurizer:
     """Callable used by the Grain pipeline; `image_side` as in `load_image`. `processor`: a
     family's processor (`models.family.Processor`: tokenizer, chat template, `end_of_turn`,
-    images -> `pixel_values` and, where the family has one, a static `image_grid_thw`)."""
+    images -> the family's image inputs, kept under the processor's own keys)."""
 
     def __init__(self, processor, image_side: int | None = None):
         self.processor = processor
@@ -47,9 +47,9 @@ class Featurizer:
         enc = self.processor(text, images, padding=False)
         out = {"input_ids": enc["input_ids"][0].astype(np.int32)}
         if images:
-            out["pixel_values"] = enc["pixel_values"].astype(np.float32)
-            if "image_grid_thw" in enc:
-                out["image_grid_thw"] = enc["image_grid_thw"][0]
+            for key in self.processor.image_keys:  # pixels in float32; layouts (integers) as they are
+                value = np.asarray(enc[key])
+                out[key] = value.astype(np.float32) if np.issubdtype(value.dtype, np.floating) else value
         return out
 
     def token_lengths(self, examples: Sequence[Example]) -> np.ndarray:

@@ -29,6 +29,7 @@ from rmpl_jax.data.buckets import bucket_length
 Features = dict[str, np.ndarray]
 TASK_INDEX, EXAMPLE_INDEX = "task_index", "example_index"
 ID_KEYS = (TASK_INDEX, EXAMPLE_INDEX)
+TOKEN_KEYS = ("input_ids", "loss_mask", "attention_mask")  # padded to the bucket; the rest are image inputs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,9 +78,9 @@ def pad_and_stack(
     """Right-pads token arrays to `length` (default: the bucket of the longest example) and
     stacks them.
 
-    `input_ids`, `loss_mask` -> [B, L] with `attention_mask`; `pixel_values` of all
-    examples are concatenated along their first axis and `image_grid_thw` (where the family
-    has one) stacked [B, 3].
+    `input_ids`, `loss_mask` -> [B, L] with `attention_mask`; every other key (the family's
+    image inputs) is concatenated over the examples along its first axis
+    (`concat_image_inputs`).
     """
     longest = max(len(e["input_ids"]) for e in examples)
     if length is None:
@@ -102,19 +103,22 @@ def pad_and_stack(
     for key in ID_KEYS:
         if key in examples[0]:
             out[key] = np.asarray([e[key] for e in examples], np.int32)
-    with_pixels = ["pixel_values" in e for e in examples]
-    if any(with_pixels):
-        if not all(with_pixels):
-            raise ValueError(
-                "a batch mixes examples with and without images; keep text-only and image examples in separate tasks"
-            )
-        out["pixel_values"] = np.concatenate([e["pixel_values"] for e in examples]).astype(np.float32)
-        if "image_grid_thw" in examples[0]:  # families with a static image layout (Qwen2-VL)
-            grids = np.stack([np.asarray(e["image_grid_thw"], np.int64).reshape(3) for e in examples])
-            if not (grids == grids[0]).all():
-                raise ValueError(f"images of one task must share a size; got grids {grids.tolist()}")
-            out["image_grid_thw"] = grids
+    images = [{k: v for k, v in e.items() if k not in TOKEN_KEYS and k not in ID_KEYS} for e in examples]
+    if any(images):
+        out.update(concat_image_inputs(images))
     return out
+
+
+def concat_image_inputs(per_example: Sequence[Features]) -> Features:
+    """The image inputs of several examples (or prompts) as one batch's: each key concatenated
+    along its first axis, in example order. Every example needs the same keys: text-only and
+    photo examples belong to separate tasks (or decode batches with photos carry them all)."""
+    keys = set(per_example[0])
+    if not keys or any(set(e) != keys for e in per_example):
+        raise ValueError(
+            "a batch mixes examples with and without images; keep text-only and image examples in separate tasks"
+        )
+    return {k: np.concatenate([np.asarray(e[k]) for e in per_example]) for k in sorted(keys)}
 
 
 def task_batches(

@@ -30,8 +30,10 @@ import dataclasses
 import functools
 from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import struct
 from tokenizers import decoders
 
 from rmpl_jax.infer.automata import (
@@ -90,7 +92,9 @@ class TokenVocab:
     def from_tokenizer(cls, tokenizer, eos_token: str) -> TokenVocab:
         """`eos_token`: the token string that ends every answer (`Processor.end_of_turn`)."""
         eos_id = tokenizer.convert_tokens_to_ids(eos_token)
-        if eos_id is None or eos_id == tokenizer.unk_token_id:
+        # An unknown token converts to the unknown id; the unknown token itself may be the eos
+        # (Qwen2 tokenizers name '<|endoftext|>' both).
+        if eos_id is None or (eos_id == tokenizer.unk_token_id and eos_token != tokenizer.unk_token):
             raise ValueError(f"tokenizer has no {eos_token!r} token (the end of every target)")
         n = max(len(tokenizer), max(tokenizer.get_vocab().values(), default=-1) + 1)
         names = tokenizer.convert_ids_to_tokens(list(range(n)))
@@ -283,24 +287,77 @@ class TaskGrammar:
             )
         return self.starts[key]
 
-    def arrays(self) -> dict[str, np.ndarray]:
-        """The skeleton part of the decode loop's constraint inputs."""
-        return {
-            "skel_next": self.next,
-            "skel_ids": self.ids,
-            "skel_types": self.types,
-            "skel_direct": self.direct,
-            "skel_tokdist": self.tokdist,
-            "line_start": self.line_start,
-            "end": np.asarray(self.end, np.int32),
-            "skel_no_event": self.no_event,
-        }
+    def arrays(self) -> SkeletonArrays:
+        """The skeleton part of the decode loop's constraint inputs (numpy)."""
+        return SkeletonArrays(
+            next=self.next,
+            ids=self.ids,
+            types=self.types,
+            direct=self.direct,
+            tokdist=self.tokdist,
+            line_start=self.line_start,
+            end=np.asarray(self.end, np.int32),
+            no_event=self.no_event,
+        )
 
-    def device_arrays(self) -> dict:
+    def device_arrays(self) -> SkeletonArrays:
         """`arrays()` on the default device, transferred once."""
-        if not self._device:
-            self._device.update({k: jnp.asarray(v) for k, v in self.arrays().items()})
-        return dict(self._device)
+        if "skeleton" not in self._device:
+            self._device["skeleton"] = jax.tree.map(jnp.asarray, self.arrays())
+        return self._device["skeleton"]
+
+
+@struct.dataclass
+class SkeletonArrays:
+    """A task's skeleton as the decode loop reads it (`TaskGrammar.arrays`; S_s skeleton rows,
+    C_s skeleton candidate tokens, J = N_ENTRIES value entries).
+
+    next [S_s, C_s] int32: the next global state per candidate (a skeleton row, S_s + j for
+    value entry j, -1 not allowed); ids [C_s] int32: the candidates' token ids; types [S_s]
+    int32: the event type the register takes on entering a row (-1 keeps it); direct [S_s]
+    int32: fewest tokens to the end without a value (INF if none); tokdist [S_s, J] int32:
+    fewest tokens to value entry j; line_start [8] int32: the row an event line of each type
+    starts at (where a value's EXIT goes); end [] int32: the row after the end-of-turn token;
+    no_event [S_s] bool: rows inside the `none` answer of an event-block task.
+    """
+
+    next: jax.Array
+    ids: jax.Array
+    types: jax.Array
+    direct: jax.Array
+    tokdist: jax.Array
+    line_start: jax.Array
+    end: jax.Array
+    no_event: jax.Array
+
+
+@struct.dataclass
+class ValueArrays:
+    """The value tables of a batch's examples as the decode loop reads them (`batch_arrays`;
+    B rows, padded to S_v value rows and C_v value candidates).
+
+    next [B, S_v, C_v] int16: per row, the next local value row per candidate (-1 not allowed,
+    -2 EXIT to the line start of the register's type, -3 end of answer); ids [B, C_v] int32:
+    the candidates' token ids (0 in padding); dist [B, S_v] int32: fewest tokens to the end
+    from each value row (INF in padding); start [B] int32: each row's start state; type0 [B]
+    int32: each row's initial event-type register (-1: none).
+    """
+
+    next: jax.Array
+    ids: jax.Array
+    dist: jax.Array
+    start: jax.Array
+    type0: jax.Array
+
+
+@struct.dataclass
+class ConstraintTables:
+    """Everything constrained decoding reads in the loop: the task's skeleton (shared by the
+    batch) and the batch's value tables. Global states: skeleton rows 0..S_s-1, value rows
+    S_s + r."""
+
+    skeleton: SkeletonArrays
+    values: ValueArrays
 
 
 @functools.lru_cache(maxsize=64)
@@ -501,10 +558,8 @@ def value_shape(constraints: Sequence[ExampleConstraint]) -> tuple[int, int]:
     )
 
 
-def batch_arrays(
-    constraints: Sequence[ExampleConstraint], shape: tuple[int, int] | None = None
-) -> dict[str, np.ndarray]:
-    """The per-example part of the decode loop's constraint inputs, padded to `shape`
+def batch_arrays(constraints: Sequence[ExampleConstraint], shape: tuple[int, int] | None = None) -> ValueArrays:
+    """The per-example part of the decode loop's constraint inputs (numpy), padded to `shape`
     (default: `value_shape(constraints)`)."""
     need = value_shape(constraints)
     s_v, c_v = need if shape is None else shape
@@ -519,13 +574,13 @@ def batch_arrays(
         nxt[i, v.rows, v.cols] = v.vals
         ids[i, : len(v.ids)] = v.ids
         dist[i, : len(v.dist)] = v.dist
-    return {
-        "val_next": nxt,
-        "val_ids": ids,
-        "val_dist": dist,
-        "start": np.asarray([c.start for c in constraints], np.int32),
-        "type0": np.asarray([c.type0 for c in constraints], np.int32),
-    }
+    return ValueArrays(
+        next=nxt,
+        ids=ids,
+        dist=dist,
+        start=np.asarray([c.start for c in constraints], np.int32),
+        type0=np.asarray([c.type0 for c in constraints], np.int32),
+    )
 
 
 def start_distance(grammar: TaskGrammar, constraint: ExampleConstraint) -> int:

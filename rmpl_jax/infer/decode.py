@@ -1,7 +1,7 @@
 """Batched generation: prefill and the token-by-token loop in one `jax.jit` (`lax.while_loop`).
 
     decoder = Decoder(model, batch_size=16, max_new_tokens=128, eos_ids=(im_end,), pad_id=pad)
-    outs = decoder.generate([Prompt(ids), Prompt(ids2, pixel_values, grid)], grammar=None)
+    outs = decoder.generate([Prompt(ids), Prompt(ids2, images)], grammar=None)  # images: the family's inputs
 
 Shapes are static per (batch size, prompt bucket): prompts are LEFT-padded to the smallest
 length bucket that holds the longest prompt of the batch, a short batch is filled with copies
@@ -11,41 +11,44 @@ loop state lives on the device: one host transfer per batch, none per token. Lef
 puts every row's next token in the same cache slot, so one `dynamic_update_slice` writes it.
 
 The model's family (`models.family`) supplies what differs between families: the image
-features (the vision tower runs in its own jit, one compile per static image grid; with the
-training `image_side` every photo has the same grid; the features, padded to a multiple of
-`feature_multiple` rows, enter the decode jit as an array, so image batches reuse the loop
-too), the prompt's position ids, computed on the host (Qwen2-VL: M-RoPE by HF's
+features (the vision tower runs in its own jit, one compile per value of the family's static
+image inputs; with the training `image_side` every photo has the same layout; the features,
+padded to a multiple of `feature_multiple` rows, enter the decode jit as an array, so image
+batches reuse the loop too), the prompt's position ids, computed on the host (Qwen2-VL: M-RoPE by HF's
 `get_rope_index`; Llama: 1-D), and the position of each generated token (the row's next
 position + i: on all three M-RoPE axes for Qwen2-VL, as HF does).
 
 Stops: a row is done at its first end token (`eos_ids`); the loop ends when all rows are done
 or after `max_new_tokens`. Greedy by default; temperature > 0 samples. With a grammar
 (`constrained.TaskGrammar`) and per-prompt `constraint`s the logits of the allowed candidate
-tokens are gathered and masked (see constrained.py); the automaton state and the event-type
-register are two int32 per row in the loop state. `no_event_penalty` is subtracted from the
-logits of the tokens that begin a `none` answer to an event-block task (text_mention, text_ee,
-image_mention, visual_ee, multimedia): a threshold on "no event" that trades precision for recall without
-retraining (chosen on held-out data, like the lexicon baseline's threshold).
+tokens are gathered and masked (see constrained.py; the tables: `constrained.ConstraintTables`);
+the automaton state and the event-type register are two int32 per row in the loop state
+(`LoopState`). `no_event_penalty` is subtracted from the logits of the tokens that begin a
+`none` answer to an event-block task (text_mention, text_ee, image_mention, visual_ee,
+multimedia): a threshold on "no event" that trades precision for recall without retraining
+(chosen on held-out data, like the lexicon baseline's threshold).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
+from flax import nnx, struct
 from jax.sharding import NamedSharding, PartitionSpec
 
 from rmpl_jax.data.buckets import bucket_length
+from rmpl_jax.data.pipeline import concat_image_inputs
 from rmpl_jax.infer.constrained import (
     N_ENTRIES,
     TO_END,
     TO_LINE_START,
+    ConstraintTables,
     TaskGrammar,
     batch_arrays,
     start_distance,
@@ -60,14 +63,13 @@ _BEYOND = 512  # prompts longer than the last bucket round up to a multiple of t
 
 @dataclasses.dataclass(frozen=True)
 class Prompt:
-    """One prompt: token ids [T] (chat formatted, generation prompt included), optionally one
-    or more images (pixel_values as the family's processor gives them, with its static
-    image_grid_thw [n, 3] or [3] where the family has one) and the example's
+    """One prompt: token ids [T] (chat formatted, generation prompt included), optionally the
+    image inputs of its photos as the family's processor gives them (a dict of arrays, e.g.
+    `Featurizer.prompt_features` less `input_ids`) and the example's
     `constrained.ExampleConstraint`."""
 
     input_ids: np.ndarray
-    pixel_values: np.ndarray | None = None
-    image_grid_thw: np.ndarray | None = None
+    images: Mapping[str, np.ndarray] | None = None
     constraint: Any = None
 
 
@@ -93,33 +95,78 @@ class _Counter:
 # ------------------------------------------------------------------------------ the loop
 
 
-def _constrained_tables(cons: dict, batch: int):
+@dataclasses.dataclass(frozen=True)
+class GlobalTables:
+    """The constraint tables over global states (skeleton rows 0..S_s-1, value rows S_s + r)
+    as every step reads them, computed once per call inside the jit (`_constrained_tables`).
+
+    num_skeleton, num_values: S_s and S_v (static); dist [B, S_s + S_v] int32: per row, the
+    fewest tokens that finish the answer from each state (a skeleton row's through the value
+    entries its example can complete); types [S_s + S_v] int32: the event type the register
+    takes on entering a state (-1 keeps it); ids [B, C_s + C_v] int32: the candidates' token
+    ids (the skeleton's, then the row's values'); no_event [S_s + S_v] bool: states inside a
+    `none` answer of an event-block task.
+    """
+
+    num_skeleton: int
+    num_values: int
+    dist: jax.Array
+    types: jax.Array
+    ids: jax.Array
+    no_event: jax.Array
+
+
+@struct.dataclass
+class LoopState:
+    """The decode loop's carry (`lax.while_loop`) for a batch of B rows.
+
+    step [] int32: tokens generated so far; logits [B, V]: the next token's logits; cache: the
+    KV cache; valid [B, T + max_new] bool: the cache slots a query attends (the prompt's real
+    tokens and the generated ones); tokens [B, max_new] int32: the generated ids (pad after a
+    row's end token); done [B] bool: the row has produced an end token; state [B] int32: the
+    constraint automaton's global state; event_type [B] int32: the event-type register (-1:
+    none yet). Without a grammar, state and event_type stay 0.
+    """
+
+    step: jax.Array
+    logits: jax.Array
+    cache: KVCache
+    valid: jax.Array
+    tokens: jax.Array
+    done: jax.Array
+    state: jax.Array
+    event_type: jax.Array
+
+
+def _constrained_tables(cons: ConstraintTables, batch: int) -> GlobalTables:
     """Skeleton + value tables as used every step; dist over all global states per row."""
-    s_s = cons["skel_next"].shape[0]
-    e = cons["val_dist"][:, :N_ENTRIES]  # [B, J] tokens to finish from each value entry
-    via = jnp.min(cons["skel_tokdist"][None] + e[:, None, :], axis=-1)  # [B, S_s]
-    dist_s = jnp.minimum(cons["skel_direct"][None], via)
-    dist = jnp.concatenate([dist_s, cons["val_dist"]], axis=1)  # [B, S_s + S_v]
-    s_v = cons["val_dist"].shape[1]
-    types = jnp.concatenate([cons["skel_types"], jnp.full((s_v,), -1, jnp.int32)])
+    skel, values = cons.skeleton, cons.values
+    s_s = skel.next.shape[0]
+    e = values.dist[:, :N_ENTRIES]  # [B, J] tokens to finish from each value entry
+    via = jnp.min(skel.tokdist[None] + e[:, None, :], axis=-1)  # [B, S_s]
+    dist_s = jnp.minimum(skel.direct[None], via)
+    dist = jnp.concatenate([dist_s, values.dist], axis=1)  # [B, S_s + S_v]
+    s_v = values.dist.shape[1]
+    types = jnp.concatenate([skel.types, jnp.full((s_v,), -1, jnp.int32)])
     ids = jnp.concatenate(
-        [jnp.broadcast_to(cons["skel_ids"], (batch, cons["skel_ids"].shape[0])), cons["val_ids"]], axis=1
+        [jnp.broadcast_to(skel.ids, (batch, skel.ids.shape[0])), values.ids], axis=1
     )  # [B, C_s + C_v]
-    no_event = jnp.concatenate([cons["skel_no_event"], jnp.zeros((s_v,), bool)])
-    return s_s, s_v, dist, types, ids, no_event
+    no_event = jnp.concatenate([skel.no_event, jnp.zeros((s_v,), bool)])
+    return GlobalTables(s_s, s_v, dist, types, ids, no_event)
 
 
-def _allowed_next(cons, tables, q, t):
+def _allowed_next(cons: ConstraintTables, tables: GlobalTables, q, t):
     """Next global state per candidate [B, C_s + C_v] (-1: not allowed by the grammar)."""
-    s_s, s_v = tables[:2]
+    skel, values = cons.skeleton, cons.values
+    s_s, s_v = tables.num_skeleton, tables.num_values
     in_skel = q < s_s
-    ns = cons["skel_next"][jnp.clip(q, 0, s_s - 1)]
+    ns = skel.next[jnp.clip(q, 0, s_s - 1)]
     ns = jnp.where(in_skel[:, None], ns, -1)
     rows = jnp.clip(q - s_s, 0, s_v - 1)
-    nv = jnp.take_along_axis(cons["val_next"], rows[:, None, None], axis=1)[:, 0].astype(jnp.int32)
-    line = cons["line_start"][jnp.clip(t, 0, cons["line_start"].shape[0] - 1)]
+    nv = jnp.take_along_axis(values.next, rows[:, None, None], axis=1)[:, 0].astype(jnp.int32)
+    line = skel.line_start[jnp.clip(t, 0, skel.line_start.shape[0] - 1)]
     nv = jnp.where(
-        nv >= 0, nv + s_s, jnp.where(nv == TO_LINE_START, line[:, None], jnp.where(nv == TO_END, cons["end"], -1))
+        nv >= 0, nv + s_s, jnp.where(nv == TO_LINE_START, line[:, None], jnp.where(nv == TO_END, skel.end, -1))
     )
     nv = jnp.where(in_skel[:, None], -1, nv)
     return jnp.concatenate([ns, nv], axis=1)
@@ -148,7 +195,19 @@ def _loop_fn(
     counter = _Counter()
     eos = np.asarray(eos_ids, np.int32)
 
-    def run(state, ids, mask, positions, next_pos, features, cache: KVCache, rng, temperature, no_event_penalty, cons):
+    def run(
+        state,
+        ids,
+        mask,
+        positions,
+        next_pos,
+        features,
+        cache: KVCache,
+        rng,
+        temperature,
+        no_event_penalty,
+        cons: ConstraintTables | None,
+    ):
         counter.traces += 1
         model = nnx.merge(graphdef, state)
         batch, prompt_len = ids.shape
@@ -160,25 +219,24 @@ def _loop_fn(
         done = jnp.zeros((batch,), bool)
         if cons is not None:
             tables = _constrained_tables(cons, batch)
-            q, t = cons["start"], cons["type0"]
+            q, t = cons.values.start, cons.values.type0
         else:
             q = t = jnp.zeros((batch,), jnp.int32)
 
-        def cond(carry):
-            i, done = carry[0], carry[5]
-            return (i < max_new) & ~jnp.all(done)
+        def cond(loop: LoopState):
+            return (loop.step < max_new) & ~jnp.all(loop.done)
 
-        def body(carry):
-            i, logits, cache, valid, tokens, done, q, t = carry
+        def body(loop: LoopState) -> LoopState:
+            i, done, q, t = loop.step, loop.done, loop.state, loop.event_type
             key = jax.random.fold_in(rng, i)
             if cons is None:
-                tok = _choose(logits, key, temperature, sample)
+                tok = _choose(loop.logits, key, temperature, sample)
             else:
-                _, _, dist, types, cand, no_event = tables
+                dist, types, cand, no_event = tables.dist, tables.types, tables.ids, tables.no_event
                 nxt = _allowed_next(cons, tables, q, t)
                 d = jnp.take_along_axis(dist, jnp.clip(nxt, 0, dist.shape[1] - 1), axis=1)
                 ok = (nxt >= 0) & (d + 1 <= max_new - i)  # the answer can still end in budget
-                cand_logits = jnp.take_along_axis(logits, cand, axis=1)
+                cand_logits = jnp.take_along_axis(loop.logits, cand, axis=1)
                 # A threshold on "no event": the tokens that start the `none` answer pay the penalty.
                 enters = no_event[jnp.clip(nxt, 0, no_event.shape[0] - 1)] & ~no_event[q][:, None]
                 cand_logits = cand_logits - jnp.where(enters, no_event_penalty, 0.0).astype(cand_logits.dtype)
@@ -189,33 +247,46 @@ def _loop_fn(
                 t = jnp.where(done | (t_new < 0), t, t_new)
                 q = jnp.where(done, q, q_new)
             tok = jnp.where(done, pad_id, tok)
-            tokens = jax.lax.dynamic_update_slice(tokens, tok[:, None], (jnp.int32(0), i))
+            tokens = jax.lax.dynamic_update_slice(loop.tokens, tok[:, None], (jnp.int32(0), i))
             done = done | jnp.isin(tok, eos)
             slot = prompt_len + i
-            valid = jax.lax.dynamic_update_slice(valid, jnp.ones((batch, 1), bool), (jnp.int32(0), slot))
+            valid = jax.lax.dynamic_update_slice(loop.valid, jnp.ones((batch, 1), bool), (jnp.int32(0), slot))
             pos = family.decode_positions(next_pos + i)
             step_logits, cache = model.decode_step(
-                tok[:, None], position_ids=pos, cache=cache, slot=slot, key_mask=valid
+                tok[:, None], position_ids=pos, cache=loop.cache, slot=slot, key_mask=valid
             )
-            return i + 1, step_logits[:, 0], cache, valid, tokens, done, q, t
+            return LoopState(
+                step=i + 1,
+                logits=step_logits[:, 0],
+                cache=cache,
+                valid=valid,
+                tokens=tokens,
+                done=done,
+                state=q,
+                event_type=t,
+            )
 
-        carry = (jnp.int32(0), logits, cache, valid, tokens, done, q, t)
-        carry = jax.lax.while_loop(cond, body, carry)
-        cache = carry[2]
+        start = LoopState(
+            step=jnp.int32(0), logits=logits, cache=cache, valid=valid, tokens=tokens, done=done, state=q, event_type=t
+        )
+        final = jax.lax.while_loop(cond, body, start)
+        cache = final.cache
         if cache_sharding is not None:
             cache = jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, cache_sharding), cache)
-        return carry[4], cache
+        return final.tokens, cache
 
     return jax.jit(run, donate_argnames=("cache",)), counter
 
 
 @functools.lru_cache(maxsize=64)
-def _vision_fn(family: ModelFamily, graphdef, grid: tuple[tuple[int, int, int], ...] | None):
-    grid_np = None if grid is None else np.asarray(grid, np.int64)
+def _vision_fn(family: ModelFamily, graphdef, static: tuple):
+    """The jitted image features for one value of the family's static image inputs
+    (`static`: ((key, dtype, shape, values), ...), hashable)."""
+    constants = {k: np.asarray(values, dtype).reshape(shape) for k, dtype, shape, values in static}
 
     @jax.jit
-    def run(state, pixel_values):
-        return family.image_features(nnx.merge(graphdef, state), pixel_values, grid_np)
+    def run(state, arrays):
+        return family.image_features(nnx.merge(graphdef, state), {**arrays, **constants})
 
     return run
 
@@ -337,23 +408,30 @@ class Decoder:
         return cache
 
     def _features(self, rows: Sequence[Prompt]):
-        pixels = [r.pixel_values for r in rows if r.pixel_values is not None]
-        if not pixels:
+        """(image features padded to `feature_multiple` rows, the batch's image inputs), or
+        (None, None) for a batch without photos."""
+        with_images = [r.images for r in rows if r.images]
+        if not with_images:
             return None, None
         if not self._vision:
-            raise ValueError("prompts carry pixel_values but the model has no vision tower")
-        grids = [r.image_grid_thw for r in rows if r.pixel_values is not None]
-        grid = None
-        if all(g is not None for g in grids):
-            grid = np.concatenate([np.asarray(g, np.int64).reshape(-1, 3) for g in grids])
-        key = None if grid is None else tuple(tuple(int(v) for v in g) for g in grid)
-        fn = _vision_fn(self.family, self.graphdef, key)
-        feats = fn(self.state, jnp.asarray(np.concatenate(pixels), jnp.float32))
+            raise ValueError(f"prompts carry image inputs {sorted(with_images[0])} but the model has no vision tower")
+        images = concat_image_inputs(with_images)
+        static = tuple(
+            (k, str(v.dtype), v.shape, tuple(v.reshape(-1).tolist()))
+            for k, v in images.items()
+            if k in self.family.static_batch_keys
+        )
+        arrays = {
+            k: jnp.asarray(v, jnp.float32 if np.issubdtype(v.dtype, np.floating) else v.dtype)
+            for k, v in images.items()
+            if k not in self.family.static_batch_keys
+        }
+        feats = _vision_fn(self.family, self.graphdef, static)(self.state, arrays)
         n = feats.shape[0]
         padded = -(-n // self.feature_multiple) * self.feature_multiple
         if padded != n:
             feats = jnp.pad(feats, ((0, padded - n), (0, 0)))
-        return feats, grid
+        return feats, images
 
     def submit(
         self,
@@ -375,8 +453,6 @@ class Decoder:
         for i, p in enumerate(prompts):
             if np.asarray(p.input_ids).ndim != 1 or len(p.input_ids) == 0:
                 raise ValueError(f"prompt {i}: input_ids must be a non-empty 1-D array")
-            if p.pixel_values is None and p.image_grid_thw is not None:
-                raise ValueError(f"prompt {i}: an image_grid_thw without pixel_values")
             if grammar is not None and p.constraint is None:
                 raise ValueError(f"prompt {i}: a grammar was given but the prompt has no constraint")
         rows = list(prompts) + [prompts[-1]] * (self.batch_size - len(prompts))
@@ -388,8 +464,8 @@ class Decoder:
             n = len(p.input_ids)
             ids[i, length - n :] = p.input_ids
             mask[i, length - n :] = 1
-        features, grid = self._features(rows)
-        positions, next_pos = self.family.prompt_positions(self.config, ids, mask, grid)
+        features, images = self._features(rows)
+        positions, next_pos = self.family.prompt_positions(self.config, ids, mask, images)
         cons = None
         if grammar is not None:
             for i, p in enumerate(prompts):
@@ -408,8 +484,8 @@ class Decoder:
                 ]
             )
             self._value_shapes[length] = tuple(int(x) for x in shape)
-            arrays = batch_arrays(constraints, self._value_shapes[length])
-            cons = {**grammar.device_arrays(), **{k: jnp.asarray(v) for k, v in arrays.items()}}
+            values = jax.tree.map(jnp.asarray, batch_arrays(constraints, self._value_shapes[length]))
+            cons = ConstraintTables(skeleton=grammar.device_arrays(), values=values)
         temp = self.temperature if temperature is None else float(temperature)
         if (temp > 0) != (self.temperature > 0):
             raise ValueError("a call may change the temperature but not switch greedy <-> sampling")

@@ -39,7 +39,8 @@ from rmpl_jax.infer.constrained import (
     value_shape,
     vocab_for,
 )
-from rmpl_jax.infer.decode import DEFAULT_BUCKETS, Decoder, Prompt, pick_bucket
+from rmpl_jax.infer.decode import Decoder, Prompt, pick_bucket
+from rmpl_jax.infer.settings import PIPELINES, DecodeSettings
 from rmpl_jax.io.progress import progress as progress_bar
 from rmpl_jax.m2e2 import grammar, parse, render
 from rmpl_jax.m2e2.boxes import BoxCodec
@@ -102,10 +103,6 @@ def coref_pairs(
             if image is not None and image.events and image.events[0].event_type in types:
                 out.append(CorefPair(s.sentence_id, image.image_id, image.events[0].event_type))
     return list(dict.fromkeys(out))
-
-
-PIPELINES = ("joint", "stage2", "multimedia")
-PAIR_FILTERS = ("all", "events")  # the multimedia pipeline's pairs: every document pair, or both with events
 
 
 def _decode(
@@ -202,7 +199,8 @@ class _Run:
     def _prompt(self, item: _Item, grammar) -> Prompt:
         if item.prompt is None:
             f = self.featurizer.prompt_features(item.example)
-            item.prompt = Prompt(f["input_ids"], f.get("pixel_values"), f.get("image_grid_thw"))
+            images = {k: v for k, v in f.items() if k != "input_ids"}
+            item.prompt = Prompt(f["input_ids"], images or None)
         if grammar is not None and item.prompt.constraint is None:
             item.prompt = dataclasses.replace(item.prompt, constraint=example_constraint(grammar, item.example.context))
         return item.prompt
@@ -250,41 +248,36 @@ class _Run:
 def predict_records(
     model,
     processor,
+    settings: DecodeSettings,
     *,
     sentences: Iterable[Sentence],
     images: Iterable[ImageItem] = (),
     image_sizes: Mapping[str, tuple[int, int]] | None = None,
     codec: BoxCodec | None = None,
     image_side: int | None = None,
-    batch_size: int = 16,
-    max_new_tokens: int = 128,
-    constrained: bool = True,
-    temperature: float = 0.0,
-    buckets: Sequence[int] = DEFAULT_BUCKETS,
     progress: bool = True,
     seed: int = 0,
-    pipeline: str = "joint",
     candidate_tasks: Sequence[str] = (),
     brief_prompts: bool = False,
-    no_event_penalty: float = 0.0,
-    pair_filter: str = "events",
 ) -> tuple[PredictionSet, dict]:
     """Text events for every sentence, image events for every photo with a file, coref pairs.
 
-    pipeline: "joint" asks for whole events at once (stage-1 tasks text_ee, visual_ee);
-    "stage2" first identifies event mentions (text_mention, image_mention), then asks for
-    each mention's arguments (text_argument, image_argument) — what stage 2 trains;
-    "multimedia" is "stage2" plus the multimedia task on (sentence, photo) pairs of a document,
-    whose answers decide the coref records (the module docstring).
-    pair_filter (multimedia): "events" asks only about pairs whose sentence and photo both got
-    an event from the stage-2 decode (gold-free; fewer pairs, and on a synthetic dev split a
-    little better than "all"); "all" about every document pair.
+    settings: how to decode (`infer.settings.DecodeSettings`: batch size, budget, buckets,
+    constrained or not, temperature, no_event_penalty, pipeline and pair_filter); its pipeline
+    must be resolved ('auto' is a config value: `DecodeSettings.resolved`). "joint" asks for
+    whole events at once (stage-1 tasks text_ee, visual_ee); "stage2" first identifies event
+    mentions (text_mention, image_mention), then asks for each mention's arguments
+    (text_argument, image_argument) — what stage 2 trains; "multimedia" is "stage2" plus the
+    multimedia task on (sentence, photo) pairs of a document, whose answers decide the coref
+    records (the module docstring). pair_filter (multimedia): "events" asks only about pairs
+    whose sentence and photo both got an event from the stage-2 decode (gold-free; fewer pairs,
+    and on a synthetic dev split a little better than "all"); "all" about every document pair.
+    no_event_penalty lowers the logits of a `none` answer to the mention tasks and the
+    multimedia task (`Decoder`), so more sentences, photos and pairs get events.
     candidate_tasks: the box tasks (visual_ee, image_argument) whose prompts list each photo's
     `candidates` (detector boxes) and whose boxes copy one of them (`m2e2/candidates.py`).
-    brief_prompts: the text tasks' prompts as trained with `data.prompts="brief"`.
-    no_event_penalty: lowers the logits of a `none` answer to the mention tasks and the
-    multimedia task (`Decoder`), so more sentences, photos and pairs get events; constrained
-    decoding only.
+    brief_prompts: the text tasks' prompts as trained with `data.prompts="brief"`. seed: the
+    sampling seed (temperature > 0).
 
     model: a family's model (`models.family.CausalLM`; LoRA adapters may be attached).
     processor: the family's processor, with a tokenizer. image_sizes: image_id -> (width,
@@ -294,12 +287,11 @@ def predict_records(
     stats counts items, missing photos, photos skipped by a text-only model, parse failures
     per task, unfinished generations, tokens, seconds and items/s.
     """
-    if pipeline not in PIPELINES:
-        raise ValueError(f"pipeline {pipeline!r} is not one of {PIPELINES}")
-    if pair_filter not in PAIR_FILTERS:
-        raise ValueError(f"pair_filter {pair_filter!r} is not one of {PAIR_FILTERS}")
-    if no_event_penalty and not constrained:
-        raise ValueError(f"no_event_penalty={no_event_penalty} needs constrained decoding")
+    if settings.pipeline not in PIPELINES:
+        raise ValueError(
+            f"pipeline {settings.pipeline!r} is not one of {PIPELINES} (resolve 'auto' with DecodeSettings.resolved)"
+        )
+    pipeline, pair_filter, constrained = settings.pipeline, settings.pair_filter, settings.constrained
     tokenizer = processor.tokenizer
     if tokenizer is None:
         raise ValueError(f"{processor.source}: predicting needs tokenizer files in the model directory")
@@ -312,14 +304,14 @@ def predict_records(
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     decoder = Decoder(
         model,
-        batch_size=batch_size,
-        max_new_tokens=max_new_tokens,
+        batch_size=settings.batch_size,
+        max_new_tokens=settings.max_new_tokens,
         eos_ids=(eos,),
         pad_id=pad,
-        buckets=buckets,
-        temperature=temperature,
+        buckets=settings.buckets,
+        temperature=settings.temperature,
         seed=seed,
-        no_event_penalty=no_event_penalty,
+        no_event_penalty=settings.no_event_penalty,
     )
     traces_before = decoder.traces
     featurizer = Featurizer(processor, image_side)
@@ -347,7 +339,7 @@ def predict_records(
         "pipeline": pipeline,
         "pair_filter": pair_filter if pipeline == "multimedia" else None,
         "candidate_tasks": list(candidate_tasks),
-        "no_event_penalty": float(no_event_penalty),
+        "no_event_penalty": float(settings.no_event_penalty),
         "decoded_items": 0,
         "tokens": 0,
         "unfinished": 0,

@@ -5,9 +5,14 @@
     processor = family.processor(hf_dir)
     family.export_hf(model, out_dir)
 
-Generic code (training, decoding, prediction, LoRA) talks to a model only through
-`ModelFamily`, `Processor` and `CausalLM`; a family is one package under `models/` with one
-object satisfying `ModelFamily`, registered here.
+Generic code (data, training, decoding, prediction, LoRA) talks to a model only through
+`ModelFamily`, `Processor` and `CausalLM`, and never names a family's own inputs: a family's
+processor returns its image inputs under its own keys (featurisation keeps them, batches
+concatenate them along their first axis), and the family turns a batch into the model's
+keyword inputs (`model_inputs`), image layouts into features (`image_features`) and prompts
+into positions (`prompt_positions`). A family is one package under `models/` (model, config,
+params, processor, box codec, presets) with one object satisfying `ModelFamily`, registered
+here; tests/test_family_contract.py runs the product path for every registered family.
 """
 
 from __future__ import annotations
@@ -25,7 +30,6 @@ from rmpl_jax.m2e2.boxes import BoxCodec
 from rmpl_jax.models.layers import KVCache
 from rmpl_jax.models.llama.family import LLAMA
 from rmpl_jax.models.llava.family import LLAVA
-from rmpl_jax.models.qwen2_vl.demo import write_demo_model_dir
 from rmpl_jax.models.qwen2_vl.family import QWEN2_VL
 
 
@@ -37,12 +41,14 @@ class Processor(Protocol):
     end_of_turn: the token string that closes every assistant turn: training appends it to
         every target, decoding stops on it, the constrained grammar ends with it.
     takes_images: whether `__call__` accepts images.
+    image_keys: which of `__call__`'s outputs are the model's image inputs.
     """
 
     tokenizer: Any
     source: str
     end_of_turn: str
     takes_images: bool
+    image_keys: tuple[str, ...]
 
     def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
         """Prompt text of chat messages ({'role', 'content': str | [{'type': 'image'|'text'}]})."""
@@ -56,8 +62,9 @@ class Processor(Protocol):
         padding: bool | str = True,
         padding_side: str | None = None,
     ) -> dict[str, np.ndarray]:
-        """input_ids, attention_mask [B, T] and, with images, the model's image inputs
-        (`pixel_values`, plus any static layout such as Qwen's `image_grid_thw`)."""
+        """input_ids, attention_mask [B, T] and, with images, the family's image inputs (each
+        an array whose first axis runs over the images, or over their rows in image order, so
+        that concatenating examples' inputs gives the batch's)."""
         ...
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str: ...
@@ -70,7 +77,7 @@ class CausalLM(Protocol):
     config: Any  # the family's config: `model_type` and `compute_dtype` at least
 
     def hidden_states(self, input_ids, *, attention_mask=None, right_padded=False, **inputs) -> jax.Array:
-        """Final-norm hidden states [B, T, D]; `inputs` are the batch's other keys;
+        """Final-norm hidden states [B, T, D]; `inputs`: the image inputs `model_inputs` names;
         `right_padded`: causal attention over key lengths, no [B, 1, T, T] mask (training)."""
         ...
 
@@ -94,13 +101,15 @@ class ModelFamily(Protocol):
     """One model family: its HF checkpoints, processor, conventions and decoding hooks.
 
     default_lora_targets: regex over projection paths (`models.lora`) that `lora_targets=""`
-        means. static_batch_keys: batch keys passed to the model as host constants (each
-        value compiles its own step). batch_logical_axes: logical axes of image inputs whose
-        dim 0 is not one example per row.
+        means. image_keys: the keys of its processor's image inputs (empty: text only).
+        static_batch_keys: image inputs passed to the model as host constants (a
+        layout: each value compiles its own step; one row per example, equal within a batch).
+        batch_logical_axes: logical axes of image inputs whose dim 0 is not one example per row.
     """
 
     name: str
     default_lora_targets: str
+    image_keys: tuple[str, ...]
     static_batch_keys: tuple[str, ...]
     batch_logical_axes: Mapping[str, tuple[str | None, ...]]
 
@@ -140,17 +149,25 @@ class ModelFamily(Protocol):
         their own size); None for a model without vision."""
         ...
 
-    def prompt_positions(self, config, input_ids: np.ndarray, attention_mask: np.ndarray, image_grid=None):
+    def model_inputs(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        """The keyword inputs of `hidden_states` from a training batch (`input_ids`,
+        `attention_mask` and the image inputs; the static keys as host arrays; the step has
+        removed the loss mask and the ids). Any other key is an error naming it."""
+        ...
+
+    def prompt_positions(self, config, input_ids: np.ndarray, attention_mask: np.ndarray, images=None):
         """Host-side position ids of a left-padded prompt batch for `prefill`, and the
-        position [B] of each row's first generated token."""
+        position [B] of each row's first generated token; `images`: the batch's image inputs
+        (host arrays, concatenated over its photos) or None."""
         ...
 
     def decode_positions(self, positions: jax.Array) -> jax.Array:
         """Position ids for `decode_step` of one new token per row at positions [B] (in jit)."""
         ...
 
-    def image_features(self, model, pixel_values, image_grid=None) -> jax.Array:
-        """Image features [n_image_tokens, D] that `prefill` takes (in jit; image_grid static)."""
+    def image_features(self, model, images: Mapping[str, Any]) -> jax.Array:
+        """Image features [n_image_tokens, D] that `prefill` takes (in jit: arrays traced,
+        the static keys host arrays)."""
         ...
 
 
@@ -194,9 +211,3 @@ def family_for_dir(hf_dir: str | Path) -> ModelFamily:
 def family_of(model) -> ModelFamily:
     """The family of a built model (from its config's model_type)."""
     return get_family(model.config.model_type)
-
-
-def write_demo_model(out_dir: str | Path, texts, *, vocab_size: int, text: dict, vision: dict, image_side: int) -> Path:
-    """The embedded demo's model directory (no weights; a Qwen2.5-VL-shaped tiny model with a
-    tokenizer learned from `texts`); see `configs/stage1.py`'s `model.demo`."""
-    return write_demo_model_dir(out_dir, texts, vocab_size=vocab_size, text=text, vision=vision, image_side=image_side)

@@ -25,6 +25,7 @@ from rmpl_jax.eval.report import write_report
 from rmpl_jax.eval.scorer import score
 from rmpl_jax.eval.tables import format_table
 from rmpl_jax.infer.predict import predict_records
+from rmpl_jax.infer.settings import DecodeSettings
 from rmpl_jax.io import paths
 from rmpl_jax.io.run_config import find_run_config
 from rmpl_jax.io.shared_data import shared_data_path
@@ -34,10 +35,10 @@ from rmpl_jax.m2e2.doc_split import read_doc_split, select_documents
 from rmpl_jax.m2e2.predictions import read_predictions, write_predictions
 from rmpl_jax.m2e2.records import image_id_of
 from rmpl_jax.models import lora
-from rmpl_jax.modes.model_setup import HF_MESH, family_and_config, lora_targets
 from rmpl_jax.modes.validate import validate_predict
 from rmpl_jax.train import sharding as shd
 from rmpl_jax.train.checkpoint import read_params
+from rmpl_jax.train.model_setup import HF_MESH, family_and_config, lora_targets
 from rmpl_jax.train.state import split_model
 
 # Settings a prediction takes from the training run when its own config leaves them unset:
@@ -82,6 +83,14 @@ def resolve_from_run(config) -> dict | None:
             found = tuple(found) if isinstance(found, list) else found  # JSON lists: config tuples
             holder[name] = found if found not in (None, "") else default
     return run
+
+
+def decode_settings(config, run: dict | None) -> DecodeSettings:
+    """The `decode` block's settings, an 'auto' pipeline resolved by the stages of the training
+    run (`run`: its config.json; None: 'stage2')."""
+    stages = tuple(_run_value(run, ("stages",)) or ())
+    last_tasks = _run_value(run, (stages[-1], "tasks")) if stages else None
+    return DecodeSettings.from_config(config.decode).resolved(stages, last_tasks)
 
 
 def load_model(model_config, checkpoint: str = "", checkpoint_step: int | None = None, *, merge: bool = False):
@@ -179,6 +188,8 @@ def _run(config, workdir: str, skips: SkipRegistry) -> dict:
             f"settings from the training run: hf_dir={config.model.hf_dir} dtype={config.model.dtype} "
             f"image_side={config.image_side} lora_rank={config.model.lora_rank}"
         )
+    settings = decode_settings(config, train_run)
+    print(f"decode: {settings}")
     m2e2_dir = config.m2e2_dir or shared_data_path("m2e2")
     corpus = read_m2e2(m2e2_dir, config.images_dir or None, lenient=config.lenient)
     skips.add_read_report(corpus.report)
@@ -220,21 +231,14 @@ def _run(config, workdir: str, skips: SkipRegistry) -> dict:
     predictions, stats = predict_records(
         model,
         processor,
+        settings,
         sentences=corpus.sentences.values(),
         images=photos,
         codec=codec,
         image_side=side,
-        batch_size=config.batch_size,
-        max_new_tokens=config.max_new_tokens,
-        constrained=config.constrained,
-        temperature=config.temperature,
-        buckets=tuple(config.buckets),
         seed=config.seed,
-        pipeline=config.pipeline,
         candidate_tasks=candidates.tasks,
         brief_prompts=config.prompts == "brief",
-        no_event_penalty=config.no_event_penalty,
-        pair_filter=config.get("pair_filter", "events"),
     )
     if oracle is not None:
         stats["candidate_oracle"] = oracle

@@ -12,12 +12,11 @@ import jax
 import numpy as np
 
 from rmpl_jax.data.curriculum import Sources
-from rmpl_jax.data.pipeline import TaskSource
 from rmpl_jax.eval.run_card import RunCard, StageSummary
 from rmpl_jax.io import paths
 from rmpl_jax.train.curves import write_curves
+from rmpl_jax.train.loop import StageResult
 from rmpl_jax.train.metrics_log import METRICS_FILE
-from rmpl_jax.train.state import TrainState
 
 SKIPPED_DECODE_STATS = ("missing_images", "sentences_with_missing_images", "unfinished")
 
@@ -54,18 +53,10 @@ def start_card(
     return RunCard(workdir, config_json, model, data, skips=skips)
 
 
-def stage_summary(
-    name: str,
-    stage,
-    sources: list[TaskSource],
-    state: TrainState,
-    first_step: int,
-    seconds: float,
-    compile_seconds: float | None,
-    losses: list[float],
-) -> StageSummary:
-    """One stage's line of the card, from what `train_stage` had at its end (`stage`: the
-    stage's config block; `seconds`: the step loop's wall time; `losses`: this run's steps)."""
+def stage_summary(name: str, stage, result: StageResult) -> StageSummary:
+    """One stage's line of the card, from what `train_stage` returned (`stage`: the stage's
+    config block). A task of positive weight without a source had no examples."""
+    sources, state, losses = result.sources, result.state, result.losses
     present = {s.name for s in sources}
     trainable = sum(int(np.prod(v.shape)) for v in state.trainable.values())
     frozen = sum(int(np.prod(v.shape)) for v in state.frozen.values())
@@ -73,12 +64,12 @@ def stage_summary(
     return StageSummary(
         name=name,
         tasks={s.name: (len(s.examples), s.weight) for s in sources},
-        left_out=tuple(t for t in stage.tasks if t not in present),
-        first_step=first_step,
+        left_out=tuple(t for t, w in stage.tasks.items() if w > 0 and t not in present),
+        first_step=result.first_step,
         last_step=int(state.step),
         total_steps=stage.steps,
-        seconds=seconds,
-        compile_seconds=compile_seconds,
+        seconds=result.loop_seconds,
+        compile_seconds=result.compile_seconds,
         trainable_params=trainable,
         total_params=trainable + frozen,
         loss=(float(np.mean(losses[:k])), float(np.mean(losses[-k:]))) if losses else None,

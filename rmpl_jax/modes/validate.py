@@ -16,15 +16,15 @@ import os
 
 import jax
 
-from rmpl_jax.infer.predict import PAIR_FILTERS, PIPELINES
+from rmpl_jax.infer.settings import BLOCK, DecodeSettings, check_not_renamed
 from rmpl_jax.io import paths
 from rmpl_jax.io.errors import ConfigError
 from rmpl_jax.m2e2 import grammar
 from rmpl_jax.m2e2.doc_split import PARTS
 from rmpl_jax.m2e2.render import PROMPT_STYLES
-from rmpl_jax.modes.model_setup import mesh_shape, model_options
 from rmpl_jax.train import sharding as shd
 from rmpl_jax.train.checkpoint_dirs import find_checkpoints
+from rmpl_jax.train.model_setup import mesh_shape, model_options
 
 FROM_BASE = "base"  # init_from value: start the first stage from the base model on purpose
 STAGE_KEYS = ("tasks", "steps", "learning_rate", "warmup_steps")
@@ -49,8 +49,8 @@ def validate_train(config, workdir: str = "") -> str | None:
         _check_m2e2_block(config.data.m2e2)
     if config.model.hf_dir:
         _check_model_dir(config.model.hf_dir, "model.hf_dir")
-    # Image tasks on a text-only model are refused by `model_setup.check_tasks_fit` as soon as
-    # the model directory is known (the demo's is written by the run), still before any build.
+    # A text-only model leaves the image tasks out (`train.model_setup.drop_image_tasks`) as soon as
+    # the model directory is known (the demo's is written by the run), before any build.
     return _init_from(config)
 
 
@@ -65,15 +65,9 @@ def validate_predict(config, workdir: str = "") -> str | None:
         _check_paths(config.candidates, ("detections",), (), prefix="candidates.")
     if config.model.hf_dir:
         _check_model_dir(config.model.hf_dir, "model.hf_dir")
-    if config.batch_size < 1:
-        raise ConfigError(f"--config.batch_size={config.batch_size}: must be at least 1")
-    _check_buckets(config.buckets, "buckets")
+    _check_decode(config)
     if config.get("prompts"):
         _check_prompts(config.prompts, "prompts")
-    _check_no_event_penalty(config.get("no_event_penalty", 0.0), "no_event_penalty", config.constrained)
-    if config.get("pipeline", "stage2") not in PIPELINES:
-        raise ConfigError(f"--config.pipeline={config.pipeline!r}: one of {PIPELINES}")
-    _check_pair_filter(config.get("pair_filter", "events"), "pair_filter")
     if not config.checkpoint:
         return None
     check_reachable(config.checkpoint, "--config.checkpoint")
@@ -100,9 +94,7 @@ def _check_stages(config) -> None:
         if stage.steps < 1:
             raise ConfigError(f"--config.{name}.steps={stage.steps}: must be at least 1")
     _check_buckets(config.data.buckets, "data.buckets")
-    if "buckets" in config.eval:
-        _check_buckets(config.eval.buckets, "eval.buckets")
-    _check_no_event_penalty(config.eval.get("no_event_penalty", 0.0), "eval.no_event_penalty", constrained=True)
+    _check_decode(config)
     _check_prompts(config.data.get("prompts", "full"), "data.prompts")
     _check_multimedia(config)
     share = config.data.get("eventless_share", 1.0)
@@ -118,12 +110,14 @@ def _check_stages(config) -> None:
         )
 
 
+def _check_decode(config) -> None:
+    """The `decode` block (`DecodeSettings` names the key of a bad value), and no renamed key."""
+    check_not_renamed(config)
+    DecodeSettings.from_config(config.get(BLOCK))
+
+
 def _check_multimedia(config) -> None:
-    """`eval.pipeline` and the multimedia task's pair settings."""
-    pipeline = config.eval.get("pipeline", "auto")
-    if pipeline not in ("auto", *PIPELINES):
-        raise ConfigError(f"--config.eval.pipeline={pipeline!r}: one of {('auto', *PIPELINES)}")
-    _check_pair_filter(config.eval.get("pair_filter", "events"), "eval.pair_filter")
+    """The multimedia task's pair settings."""
     block = config.data.get("multimedia")
     if block is None:
         return
@@ -134,11 +128,6 @@ def _check_multimedia(config) -> None:
             f"--config.data.multimedia.other_doc_negatives={block.other_doc_negatives}: "
             "photos per positive pair, an integer >= 0"
         )
-
-
-def _check_pair_filter(value, key: str) -> None:
-    if value not in PAIR_FILTERS:
-        raise ConfigError(f"--config.{key}={value!r}: one of {PAIR_FILTERS}")
 
 
 def check_candidates(block, prefix: str) -> None:
@@ -173,13 +162,6 @@ def _check_m2e2_block(block) -> None:
 def _check_prompts(style, key: str) -> None:
     if style not in PROMPT_STYLES:
         raise ConfigError(f"--config.{key}={style!r}: prompt styles are {PROMPT_STYLES}")
-
-
-def _check_no_event_penalty(value, key: str, constrained: bool) -> None:
-    if not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"--config.{key}={value!r}: a finite number (logits subtracted from a `none` answer)")
-    if value and not constrained:
-        raise ConfigError(f"--config.{key}={value}: needs constrained decoding (--config.constrained=True)")
 
 
 def _is_stage(value) -> bool:

@@ -5,8 +5,9 @@ the forward and backward pass with the chunked loss, accumulates microbatches an
 the optimizer; the mutable part of the state is donated.
 
 Batch contract: a dict of arrays with `input_ids` [B, T] and `loss_mask` [B, T] (nonzero on
-answer tokens), right-padded (`attention_mask` 1 on each row's first tokens); every other
-key is passed to `model.hidden_states(**inputs, right_padded=True)` along with `input_ids`.
+answer tokens), right-padded (`attention_mask` 1 on each row's first tokens); the family's
+`model_inputs` turns the rest (less `exclude_keys`) into the keyword inputs of
+`model.hidden_states(**inputs, right_padded=True)`.
 The loss is the mean token cross-entropy over all answer tokens of the global batch
 (sum / count, so gradient accumulation and sharding do not change it).
 
@@ -82,6 +83,7 @@ class TrainStep:
         mask_key: str,
         exclude_keys: Sequence[str],
         static_keys: Sequence[str],
+        model_inputs: Callable[[Mapping[str, Any]], dict] | None,
         lr_schedule: Callable[[Any], Any] | None,
         donate: bool,
     ):
@@ -102,6 +104,7 @@ class TrainStep:
         self.input_key, self.mask_key = input_key, mask_key
         self.exclude = frozenset(exclude_keys)
         self.static = frozenset(static_keys)
+        self.model_inputs = model_inputs or dict
         self.schedule = lr_schedule
         self.donate = donate
         self._jits: dict[Any, Any] = {}
@@ -186,7 +189,8 @@ class TrainStep:
     # -- the step body
     def _loss(self, trainable: Flat, frozen: Flat, mb: Mapping[str, jax.Array], static: Mapping[str, np.ndarray]):
         model = self.layout.merge(_cast(trainable, self.compute_dtype), frozen)
-        inputs = {k: v for k, v in {**mb, **static}.items() if k != self.mask_key and k not in self.exclude}
+        batch = {k: v for k, v in {**mb, **static}.items() if k != self.mask_key and k not in self.exclude}
+        inputs = self.model_inputs(batch)
         # Training batches are right-padded: causal attention over key lengths, no [B,1,T,T] mask.
         hidden = model.hidden_states(**inputs, right_padded=True)
         targets, mask = loss_lib.next_token_targets(mb[self.input_key], mb[self.mask_key])
@@ -200,7 +204,7 @@ class TrainStep:
 
     def _split_micro(self, batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
         """[accum, ...] microbatches, split by example. A key with several rows per example
-        along its batch axis (Qwen's `pixel_values`: each example's patches, consecutive)
+        along its batch axis (image patches: each example's rows, consecutive)
         moves those rows together, so every microbatch keeps whole images."""
         examples = batch[self.input_key].shape[0]
         out = {}
@@ -216,8 +220,8 @@ class TrainStep:
         return out
 
     def _micro_static(self, static: Mapping[str, np.ndarray], examples: int) -> dict[str, np.ndarray]:
-        """A microbatch's static inputs: a value with one row per example (Qwen's
-        `image_grid_thw`) keeps the rows of one microbatch; those rows must be equal, since
+        """A microbatch's static inputs: a value with one row per example (an image layout)
+        keeps the rows of one microbatch; those rows must be equal, since
         one compiled body serves every microbatch. Other values pass unchanged."""
         out = {}
         for k, v in static.items():
@@ -376,6 +380,7 @@ def make_train_step(
     mask_key: str = "loss_mask",
     exclude_keys: Sequence[str] = (),
     static_keys: Sequence[str] = (),
+    model_inputs: Callable[[Mapping[str, Any]], dict] | None = None,
     lr_schedule: Callable[[Any], Any] | None = None,
     donate: bool = True,
 ) -> TrainStep:
@@ -387,7 +392,7 @@ def make_train_step(
       rules: logical-axis rules (default `sharding.DEFAULT_RULES`).
       grad_accum_steps: microbatches per step, scanned; gradients summed in f32. The batch
         splits by example: a key with several rows per example along its batch axis
-        (`pixel_values`: patches) keeps each example's rows together, and a static key with
+        (image patches) keeps each example's rows together, and a static key with
         one (equal) row per example gives each microbatch its share of rows.
       compute_dtype: e.g. 'bfloat16' casts floating params for the forward/backward;
         trainables stay f32 masters. None computes in the stored dtypes.
@@ -398,7 +403,9 @@ def make_train_step(
         (e.g. {'position_ids': (None, 'batch', None)}).
       exclude_keys: batch keys not passed to the model (ids, bookkeeping).
       static_keys: batch keys passed to the model as host numpy constants, not traced
-        (e.g. Qwen2-VL's `image_grid_thw`); each distinct value compiles its own step.
+        (a family's `static_batch_keys`: image layouts); each distinct value compiles its own step.
+      model_inputs: the family's `model_inputs` (batch -> keyword inputs of `hidden_states`);
+        None passes the batch as it is.
       lr_schedule: if given, the step reports `learning_rate`.
       donate: donate the mutable state (trainables, optimizer state) to the step.
     Remat lives in the model (its layer-scan flag), not here.
@@ -419,6 +426,7 @@ def make_train_step(
         mask_key=mask_key,
         exclude_keys=exclude_keys,
         static_keys=static_keys,
+        model_inputs=model_inputs,
         lr_schedule=lr_schedule,
         donate=donate,
     )

@@ -11,8 +11,8 @@ from rmpl_jax.data.curriculum import real_sources, stage_tasks
 from rmpl_jax.data.featurize import Featurizer
 from rmpl_jax.io.read_report import DataError
 from rmpl_jax.io.skips import SkipRegistry
-from rmpl_jax.m2e2.boxes import codec_for
 from rmpl_jax.models.qwen2_vl.processor import QwenProcessor
+from tests.testing.codecs import codec_for
 from tests.testing.tiny_tokenizer import save_tiny_processor_files, write_min_config
 
 SIDE = 56

@@ -7,8 +7,8 @@ import pytest
 from rmpl_jax.data.featurize import Featurizer
 from rmpl_jax.data.synthetic import generate_split
 from rmpl_jax.m2e2 import render
-from rmpl_jax.m2e2.boxes import codec_for
 from rmpl_jax.models.qwen2_vl.processor import QwenProcessor
+from tests.testing.codecs import codec_for
 from tests.testing.tiny_tokenizer import save_tiny_processor_files, write_min_config
 
 SIDE = 56

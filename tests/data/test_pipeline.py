@@ -25,20 +25,21 @@ def test_pad_and_stack_masks_and_images():
     a = {
         "input_ids": np.array([5, 6, 7]),
         "loss_mask": np.array([0, 1, 1]),
-        "pixel_values": np.ones((4, 3)),
-        "image_grid_thw": np.array([1, 2, 2]),
+        "pixels": np.ones((4, 3)),  # a family's image inputs: rows of its photo, and a layout row
+        "layout": np.array([[1, 2, 2]]),
     }
     b = {
         "input_ids": np.array([8]),
         "loss_mask": np.array([1]),
-        "pixel_values": np.zeros((4, 3)),
-        "image_grid_thw": np.array([1, 2, 2]),
+        "pixels": np.zeros((4, 3)),
+        "layout": np.array([[1, 2, 2]]),
     }
     batch = pad_and_stack([a, b], buckets=[4, 8], pad_id=0)
     assert batch["input_ids"].tolist() == [[5, 6, 7, 0], [8, 0, 0, 0]]
     assert batch["loss_mask"].tolist() == [[0, 1, 1, 0], [1, 0, 0, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 0], [1, 0, 0, 0]]
-    assert batch["pixel_values"].shape == (8, 3) and batch["image_grid_thw"].shape == (2, 3)
+    assert batch["pixels"].tolist() == [[1.0] * 3] * 4 + [[0.0] * 3] * 4  # concatenated in example order
+    assert batch["layout"].shape == (2, 3)
     with pytest.raises(ValueError, match="mixes examples with and without images"):
         pad_and_stack([a, {"input_ids": [1], "loss_mask": [1]}], [4], 0)
 

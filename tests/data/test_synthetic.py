@@ -10,8 +10,8 @@ from PIL import Image
 from rmpl_jax.data import synthetic
 from rmpl_jax.data.jmee import read_jmee
 from rmpl_jax.m2e2 import grammar, ontology, parse, render
-from rmpl_jax.m2e2.boxes import Qwen2VLBoxes
 from rmpl_jax.m2e2.records import doc_id_of
+from rmpl_jax.models.qwen2_vl.boxes import Qwen2VLBoxes
 
 
 @pytest.fixture(scope="module")

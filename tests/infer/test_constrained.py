@@ -14,10 +14,12 @@ from hypothesis import strategies as st
 from rmpl_jax.infer import constrained as C
 from rmpl_jax.infer.automata import K_MAX
 from rmpl_jax.m2e2 import grammar, ontology, parse, render
-from rmpl_jax.m2e2.boxes import CODECS, LlavaBoxes, Qwen2VLBoxes, Qwen25VLBoxes
 from rmpl_jax.m2e2.records import Box, Span
+from rmpl_jax.models.llava.boxes import LlavaBoxes
+from rmpl_jax.models.qwen2_vl.boxes import Qwen2VLBoxes, Qwen25VLBoxes
 from rmpl_jax.models.qwen2_vl.processor import END_OF_TURN
 from tests.testing.automaton_walk import bytes_accepted, host_automaton, random_walk
+from tests.testing.codecs import CODECS
 from tests.testing.decode_models import demo_dir, synthetic
 from tests.testing.tiny_tokenizer import make_tiny_tokenizer
 
@@ -279,3 +281,13 @@ def test_no_event_rows_are_the_none_answer_of_event_tasks(tok):
         assert not g.no_event[int(g.next[start, list(g.ids).index(event_id)])]
     for task in ("text_argument", "image_argument", "mnre"):
         assert not C.task_grammar(task, vocab).no_event.any()
+
+
+def test_the_unknown_token_may_end_answers():
+    """Qwen2 tokenizers name '<|endoftext|>' both eos and unknown: a family whose answers end
+    with the eos (LLaVA's default template) decodes with it; a token the vocabulary lacks is refused."""
+    tokenizer = make_tiny_tokenizer()
+    assert tokenizer.unk_token == tokenizer.eos_token == "<|endoftext|>"
+    assert C.TokenVocab.from_tokenizer(tokenizer, "<|endoftext|>").eos_id == tokenizer.eos_token_id
+    with pytest.raises(ValueError, match="no '<nope>' token"):
+        C.TokenVocab.from_tokenizer(tokenizer, "<nope>")

@@ -11,11 +11,11 @@ import pytest
 from rmpl_jax.infer import constrained as C
 from rmpl_jax.infer.automata import ChoiceAutomaton
 from rmpl_jax.m2e2 import grammar, parse
-from rmpl_jax.m2e2.boxes import CODECS
 from rmpl_jax.m2e2.candidates import candidate_values
 from rmpl_jax.m2e2.records import Box, Detection
 from rmpl_jax.models.qwen2_vl.processor import END_OF_TURN
 from tests.testing.automaton_walk import bytes_accepted, host_automaton, random_walk
+from tests.testing.codecs import CODECS
 from tests.testing.tiny_tokenizer import make_tiny_tokenizer
 
 SIZE = (112, 112)

@@ -15,8 +15,8 @@ from rmpl_jax.data.featurize import Featurizer
 from rmpl_jax.infer import constrained as C
 from rmpl_jax.infer.decode import Decoder, Prompt
 from rmpl_jax.m2e2 import parse, render
-from rmpl_jax.m2e2.boxes import Qwen25VLBoxes
 from rmpl_jax.models import qwen2_vl as Q
+from rmpl_jax.models.qwen2_vl.boxes import Qwen25VLBoxes
 from rmpl_jax.models.qwen2_vl.processor import QwenProcessor
 from tests.testing.decode_models import IMAGE_SIDE, demo_dir, synthetic, tiny_dir
 
@@ -59,9 +59,8 @@ def _decode(
         f = featurizer.prompt_features(ex)
         prompts.append(
             Prompt(
-                f["input_ids"],
-                f.get("pixel_values"),
-                f.get("image_grid_thw"),
+                f.pop("input_ids"),
+                f or None,  # the family's image inputs
                 C.example_constraint(grammar, ex.context),
             )
         )

@@ -114,7 +114,10 @@ def test_image_greedy_equals_hf_generate(pair):
     pixels = image_patches(grid, torch_model, seed=4)
     ref = _hf_generate(torch_model, rows, eos=-1, grid=grid, pixels=pixels)
     splits = np.cumsum([0] + [int(np.prod(g)) for g in grid])
-    prompts = [Prompt(r, pixels[splits[i] : splits[i + 1]], np.asarray(grid[i])) for i, r in enumerate(rows)]
+    prompts = [
+        Prompt(r, {"pixel_values": pixels[splits[i] : splits[i + 1]], "image_grid_thw": np.asarray([grid[i]])})
+        for i, r in enumerate(rows)
+    ]
     dec = Decoder(
         model, batch_size=3, max_new_tokens=MAX_NEW, eos_ids=(-1,), pad_id=0, buckets=(32,), feature_multiple=16
     )
@@ -123,7 +126,9 @@ def test_image_greedy_equals_hf_generate(pair):
     _check(ours, ref)
     assert not any(o.finished for o in ours)
     # The image matters: other pixels change what is generated after it.
-    other = dec.generate([Prompt(p.input_ids, p.pixel_values[::-1].copy() * 3, p.image_grid_thw) for p in prompts])
+    other = dec.generate(
+        [Prompt(p.input_ids, {**p.images, "pixel_values": p.images["pixel_values"][::-1] * 3}) for p in prompts]
+    )
     assert any(a.tokens.tolist() != b.tokens.tolist() for a, b in zip(ours, other))
 
 

@@ -61,4 +61,4 @@ def test_pixels_are_refused(pair):
     _, model = pair
     dec = Decoder(model, batch_size=1, max_new_tokens=2, eos_ids=(2,), pad_id=0)
     with pytest.raises(ValueError, match="no vision tower"):
-        dec.submit([Prompt(np.arange(3, 9), np.zeros((4, 8), np.float32))])
+        dec.submit([Prompt(np.arange(3, 9), {"pixel_values": np.zeros((4, 8), np.float32)})])

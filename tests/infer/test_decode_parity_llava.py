@@ -51,7 +51,11 @@ def test_greedy_with_photos_equals_hf_generate(tmp_path):
     eos = int(_hf_generate(torch_model, rows, pixels, eos=-1)[0][3])  # the first row stops mid-way
     ref = _hf_generate(torch_model, rows, pixels, eos=eos)
     dec = Decoder(model, batch_size=4, max_new_tokens=MAX_NEW, eos_ids=(eos,), pad_id=0, buckets=(32,))
-    prompts = [Prompt(rows[0], pixels[:1]), Prompt(rows[1]), Prompt(rows[2], pixels[1:])]
+    prompts = [
+        Prompt(rows[0], {"pixel_values": pixels[:1]}),
+        Prompt(rows[1]),
+        Prompt(rows[2], {"pixel_values": pixels[1:]}),
+    ]
     ours = dec.generate(prompts)
     for i, (o, r) in enumerate(zip(ours, ref)):
         assert o.tokens.tolist() == r.tolist(), f"row {i}: ours {o.tokens.tolist()} HF {r.tolist()}"

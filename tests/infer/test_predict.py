@@ -6,7 +6,6 @@ predictions file validates and scores; the coref rule; the multimedia pipeline's
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 
 import numpy as np
@@ -16,12 +15,13 @@ pytest.importorskip("transformers")
 
 from rmpl_jax.eval.scorer import score
 from rmpl_jax.infer import predict
+from rmpl_jax.infer.settings import DecodeSettings
 from rmpl_jax.io.read_report import ReadReport
-from rmpl_jax.m2e2.boxes import Qwen25VLBoxes
 from rmpl_jax.m2e2.corpus import M2E2Corpus
 from rmpl_jax.m2e2.predictions import ImagePrediction, TextPrediction, read_predictions, write_predictions
 from rmpl_jax.m2e2.records import Box, BoxArgument, ImageEvent, Sentence, Span, TextEvent
 from rmpl_jax.models import qwen2_vl as Q
+from rmpl_jax.models.qwen2_vl.boxes import Qwen25VLBoxes
 from rmpl_jax.models.qwen2_vl.processor import QwenProcessor
 from rmpl_jax.modes import predict as predict_mode
 from tests.testing.decode_models import IMAGE_SIDE, synthetic, tiny_dir
@@ -60,14 +60,12 @@ def test_predict_records_writes_a_valid_scored_file(tiny, split, tmp_path):
     preds, stats = predict.predict_records(
         model,
         processor,
+        DecodeSettings(batch_size=4, max_new_tokens=40, temperature=2.0, pipeline="joint"),
         sentences=sentences,
         images=images,
         image_sizes=split.image_sizes,
         codec=codec,
         image_side=IMAGE_SIDE,
-        batch_size=4,
-        max_new_tokens=40,
-        temperature=2.0,
         progress=False,
     )
     print(json.dumps(stats))
@@ -97,13 +95,11 @@ def test_predict_records_writes_a_valid_scored_file(tiny, split, tmp_path):
     preds, stats = predict.predict_records(
         model,
         processor,
+        DecodeSettings(batch_size=4, max_new_tokens=12, constrained=False, pipeline="joint"),
         sentences=sentences[:3],
         images=[],
         codec=codec,
         image_side=IMAGE_SIDE,
-        batch_size=4,
-        max_new_tokens=12,
-        constrained=False,
         progress=False,
     )
     assert len(preds.text) == 3 and stats["parse_failures"]["text_ee"] >= 1
@@ -181,12 +177,12 @@ def test_predict_mode_with_a_lora_checkpoint(tiny, split, tmp_path):
     config.checkpoint = str(tmp_path / "ckpt")
     config.limit = 0
     config.image_side = IMAGE_SIDE
-    config.batch_size, config.max_new_tokens, config.buckets = 4, 32, (512, 1024)
+    config.decode.update(batch_size=4, max_new_tokens=32, buckets=(512, 1024))
     metrics = predict_mode.run(config, str(tmp_path / "work"))
     back = read_predictions(str(tmp_path / "work" / "predictions.jsonl"))
     assert len(back.text) == len(split.sentences) and len(back.images) == len(split.images) - 1
     saved = json.loads((tmp_path / "work" / "metrics.json").read_text())
-    # The default stage-2 pipeline: mentions first, then each mention's arguments.
+    # 'auto' without a training run: the stage-2 pipeline, mentions first, then each mention's arguments.
     assert saved["predict"]["pipeline"] == "stage2"
     assert set(saved["predict"]["parse_failures"]) >= {"text_mention", "image_mention"}
     assert set(saved["predict"]["parse_failures"].values()) == {0}
@@ -209,20 +205,20 @@ def test_multimedia_pipeline_asks_about_document_pairs(tiny, split):
     _, model, processor = tiny
     sentences = [s for s in split.sentences if s.images][:6] + [s for s in split.sentences if not s.images][:1]
     images = list(split.images)
-    run = functools.partial(
-        predict.predict_records,
-        model,
-        processor,
-        sentences=sentences,
-        images=images,
-        image_sizes=split.image_sizes,
-        codec=Qwen25VLBoxes(min_pixels=IMAGE_SIDE**2, max_pixels=IMAGE_SIDE**2),
-        image_side=IMAGE_SIDE,
-        batch_size=4,
-        max_new_tokens=48,
-        temperature=2.0,
-        progress=False,
-    )
+
+    def run(**settings):
+        return predict.predict_records(
+            model,
+            processor,
+            DecodeSettings(batch_size=4, max_new_tokens=48, temperature=2.0, **settings),
+            sentences=sentences,
+            images=images,
+            image_sizes=split.image_sizes,
+            codec=Qwen25VLBoxes(min_pixels=IMAGE_SIDE**2, max_pixels=IMAGE_SIDE**2),
+            image_side=IMAGE_SIDE,
+            progress=False,
+        )
+
     on_disk = {i.image_id for i in images if i.path}
     pairs = {(s.sentence_id, f.removesuffix(".png")) for s in sentences for f in s.images} & {
         (s.sentence_id, i) for s in sentences for i in on_disk
@@ -251,5 +247,7 @@ def test_multimedia_pipeline_asks_about_document_pairs(tiny, split):
         _, filtered = run(pipeline="multimedia", pair_filter="events", no_event_penalty=penalty)
         assert filtered["multimedia_pairs"] == sum(1 for s, i in pairs if s in told and i in shown)
     assert filtered["multimedia_pairs"] == len(pairs)
-    with pytest.raises(ValueError, match="pair_filter 'some' is not one of"):
+    with pytest.raises(ValueError, match="--config.decode.pair_filter='some': one of"):
         run(pipeline="multimedia", pair_filter="some")
+    with pytest.raises(ValueError, match="pipeline 'auto' is not one of"):
+        run(pipeline="auto")

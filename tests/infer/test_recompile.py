@@ -41,7 +41,12 @@ def test_image_batches_reuse_the_loop(model):
     outs = []
     for seed in range(3):
         rows = [tokens_with_images([2 + seed, 3], [grid], seed=seed), tokens_with_images([1, 5 - seed], [grid], seed=9)]
-        prompts = [Prompt(r, rng.normal(size=(16, tiny.PATCH_DIM)).astype(np.float32), grid) for r in rows]
+        prompts = [
+            Prompt(
+                r, {"pixel_values": rng.normal(size=(16, tiny.PATCH_DIM)).astype(np.float32), "image_grid_thw": grid}
+            )
+            for r in rows
+        ]
         outs.append(dec.generate(prompts[: 1 + seed % 2]))
     assert dec.traces == base + 1
     assert all(len(g.tokens) <= 4 for batch in outs for g in batch)

@@ -8,9 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rmpl_jax.m2e2 import grammar, ontology, parse, render
-from rmpl_jax.m2e2.boxes import CODECS
 from rmpl_jax.m2e2.candidates import candidate_values, ground_event, ground_item, oracle_coverage
 from rmpl_jax.m2e2.records import Box, BoxArgument, Detection, ImageEvent, ImageItem
+from tests.testing.codecs import CODECS
 
 PERSON = Detection("person", Box(10, 10, 50, 90), 0.9)
 CAR = Detection("car", Box(100, 40, 200, 100), 0.8)

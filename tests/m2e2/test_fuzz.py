@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from rmpl_jax.io.read_report import DataError
 from rmpl_jax.m2e2 import grammar, ontology, parse
-from rmpl_jax.m2e2.boxes import Qwen25VLBoxes
 from rmpl_jax.m2e2.predictions import PredictionError, read_predictions
 from rmpl_jax.m2e2.records import Span
+from rmpl_jax.models.qwen2_vl.boxes import Qwen25VLBoxes
 from tests.testing.fuzz import FUZZ, JUNK, OFFSET, WORD, damaged, json_text, lines_text, often, record
 
 GOOD_MAPPING = st.tuples(

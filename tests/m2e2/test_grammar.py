@@ -5,7 +5,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rmpl_jax.m2e2 import grammar, ontology, parse, render
-from rmpl_jax.m2e2.boxes import LlavaBoxes, Qwen2VLBoxes, Qwen25VLBoxes
 from rmpl_jax.m2e2.ontology import MNRE_RELATIONS
 from rmpl_jax.m2e2.records import (
     Box,
@@ -18,6 +17,8 @@ from rmpl_jax.m2e2.records import (
     TextArgument,
     TextEvent,
 )
+from rmpl_jax.models.llava.boxes import LlavaBoxes
+from rmpl_jax.models.qwen2_vl.boxes import Qwen2VLBoxes, Qwen25VLBoxes
 from tests.conftest import REPO_ROOT
 
 # Tokens chosen to collide with the grammar and with each other: repeated words,

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from rmpl_jax.infer import constrained as C
 from rmpl_jax.m2e2 import grammar, ontology, parse, render
-from rmpl_jax.m2e2.boxes import CODECS
 from rmpl_jax.m2e2.candidates import candidate_values
 from rmpl_jax.m2e2.records import (
     Box,
@@ -29,6 +28,7 @@ from rmpl_jax.m2e2.records import (
 from rmpl_jax.models.qwen2_vl.processor import END_OF_TURN
 from tests.m2e2.test_grammar import images, sentences
 from tests.testing.automaton_walk import bytes_accepted, host_automaton, random_walk
+from tests.testing.codecs import CODECS
 from tests.testing.tiny_tokenizer import make_tiny_tokenizer
 
 SIZE = (112, 112)

@@ -114,9 +114,12 @@ def test_load_export_roundtrip_through_transformers(pair, tmp_path):
 def test_text_only_model_refuses_image_inputs(tmp_path):
     hf_dir, _ = make_tiny_llama(tmp_path, "gqa")
     model = L.load_hf(hf_dir)
-    with pytest.raises(ValueError, match=r"text-only llama model got image inputs \['pixel_values'\]"):
-        model.hidden_states(jnp.zeros((1, 4), jnp.int32), pixel_values=jnp.zeros((4, 8)))
     family = get_family("llama")
+    batch = {"input_ids": np.zeros((1, 4), np.int32), "pixel_values": np.zeros((4, 8))}
+    with pytest.raises(ValueError, match=r"batch keys \['pixel_values'\] are not inputs of a llama model"):
+        family.model_inputs(batch)
+    with pytest.raises(ValueError, match="takes no image features"):
+        model.prefill(batch["input_ids"], attention_mask=None, position_ids=None, cache=None, image_features=np.ones(1))
     assert not family.has_vision(model.config) and family.box_codec(model.config, 448) is None
 
 

@@ -20,10 +20,10 @@ from flax import nnx  # noqa: E402
 from PIL import Image  # noqa: E402
 from safetensors.numpy import load_file, save_file  # noqa: E402
 
-from rmpl_jax.m2e2.boxes import LlavaBoxes  # noqa: E402
 from rmpl_jax.models import llava as LV  # noqa: E402
 from rmpl_jax.models.family import family_for_dir, get_family  # noqa: E402
 from rmpl_jax.models.layers import variables_by_path  # noqa: E402
+from rmpl_jax.models.llava.boxes import LlavaBoxes  # noqa: E402
 from rmpl_jax.models.llava.presets import PRESETS, preset  # noqa: E402
 from rmpl_jax.models.lora import apply_lora  # noqa: E402
 from tests.testing.hf_tiny_llava import (  # noqa: E402
@@ -89,7 +89,7 @@ def test_cache_forward_with_photo_equals_full_forward(tiny):
     model = LV.load_hf(hf_dir)
     ids, mask, positions, pixels = _batch(model.config.tokens_per_image, (1, 1), seed=2, length=40)
     full = _torch_logits(torch_model, ids, mask, positions, pixels)  # the full forward, as transformers gives it
-    features = get_family("llava").image_features(model, jnp.asarray(pixels))
+    features = get_family("llava").image_features(model, {"pixel_values": jnp.asarray(pixels)})
     features = jnp.pad(features, ((0, 5), (0, 0)))  # the decoder pads features to a multiple
     cache = model.init_cache(2, 48, jnp.float32)
     logits, cache = model.prefill(

@@ -10,7 +10,7 @@ def test_auto_follows_the_last_stage():
     assert heldout_pipeline(config) == "stage2"
     config.stage2.tasks.multimedia = 0.2
     assert heldout_pipeline(config) == "multimedia"
-    config.eval.pipeline = "stage2"
+    config.decode.pipeline = "stage2"
     assert heldout_pipeline(config) == "stage2"  # the rule, for comparison on the same model
     config = stage1.get_config()
     config.stages = ("stage1",)

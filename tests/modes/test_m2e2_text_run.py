@@ -49,7 +49,7 @@ def test_few_steps_on_train_documents_then_the_test_documents_scored(tmp_path, s
     c.data.buckets = (1024, 2048)  # the tiny tokenizer is byte-level
     c.data.batch_size = 2
     c.stage2.steps = 2
-    c.eval.batch_size, c.eval.max_new_tokens = 8, 16
+    c.decode.batch_size, c.decode.max_new_tokens = 8, 16
 
     sources = real_sources(c.data, SkipRegistry())
     assert {doc_id_of(s.sentence_id) for s in sources.sentences} == set(TRAIN_DOCS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from configs import predict_m2e2, stage1
 from rmpl_jax.io.run_config import write_run_config
-from rmpl_jax.modes.predict import resolve_from_run
+from rmpl_jax.modes.predict import decode_settings, resolve_from_run
 
 
 def _run_dir(tmp_path):
@@ -54,3 +54,22 @@ def test_candidate_settings_come_from_the_run(tmp_path):
     assert config.candidates.use is True and tuple(config.candidates.tasks) == ("image_argument",)
     assert (config.candidates.max_per_image, config.candidates.min_score) == (7, 0.25)
     assert predict_m2e2.get_config().candidates.use is None  # unset until a run or the default fills it
+
+
+def test_auto_pipeline_follows_the_runs_last_stage(tmp_path):
+    ckpt = _run_dir(tmp_path)
+    config = predict_m2e2.get_config()
+    config.checkpoint = str(ckpt)
+    assert config.decode.pipeline == "auto"
+    assert decode_settings(config, resolve_from_run(config)).pipeline == "stage2"
+    assert decode_settings(config, None).pipeline == "stage2"  # no training run found
+
+    train = stage1.get_config()
+    train.stage2.tasks.multimedia = 0.2
+    write_run_config(str(tmp_path), train)
+    assert decode_settings(config, resolve_from_run(config)).pipeline == "multimedia"
+    train.stages = ("stage1",)
+    write_run_config(str(tmp_path), train)
+    assert decode_settings(config, resolve_from_run(config)).pipeline == "joint"
+    config.decode.pipeline = "stage2"  # an explicit choice wins
+    assert decode_settings(config, resolve_from_run(config)).pipeline == "stage2"

@@ -31,7 +31,7 @@ def test_stage2_text_tasks_train_export_and_score(tmp_path, capsys):
     c.data.synthetic.train_docs, c.data.synthetic.heldout_docs = 8, 2
     c.data.buckets = (1024, 2048)
     c.data.batch_size = 2
-    c.eval.batch_size, c.eval.max_new_tokens = 8, 16
+    c.decode.batch_size, c.decode.max_new_tokens = 8, 16
     workdir = tmp_path / "W"
     metrics = train.run(c, str(workdir))
     out = capsys.readouterr().out

@@ -30,9 +30,12 @@ def test_defaults_pass():
         (lambda c: c.data.update(mnre_images="/no/such/dir"), "--config.data.mnre_images=/no/such/dir"),
         (lambda c: c.model.update(hf_dir="/no/such/model"), "--config.model.hf_dir=/no/such/model: no config.json"),
         (lambda c: c.update(init_from="/no/such/run"), "--config.init_from=/no/such/run: no such directory"),
-        (lambda c: c.eval.update(no_event_penalty=float("inf")), r"--config.eval.no_event_penalty=inf: a finite"),
-        (lambda c: c.eval.update(pipeline="pairs"), r"--config.eval.pipeline='pairs': one of \('auto', 'joint'"),
-        (lambda c: c.eval.update(pair_filter="some"), r"--config.eval.pair_filter='some': one of \('all', 'events'\)"),
+        (lambda c: c.decode.update(no_event_penalty=float("inf")), r"--config.decode.no_event_penalty=inf: a finite"),
+        (lambda c: c.decode.update(pipeline="pairs"), r"--config.decode.pipeline='pairs': one of \('auto', 'joint'"),
+        (lambda c: c.decode.update(pair_filter="some"), r"--config.decode.pair_filter='some': one of \('all', 'ev"),
+        (lambda c: c.decode.update(max_new_tokens=0), r"--config.decode.max_new_tokens=0: must be an integer >= 1"),
+        (lambda c: c.decode.update(buckets=()), r"--config.decode.buckets=\(\): give positive token lengths"),
+        (lambda c: c.eval.update(max_new_tokens=64), "--config.eval.max_new_tokens is now --config.decode.max_new"),
         (lambda c: c.data.multimedia.update(same_doc_negatives=1.5), "same_doc_negatives=1.5: a share in"),
         (lambda c: c.data.multimedia.update(other_doc_negatives=-1), "other_doc_negatives=-1: photos per positive"),
     ],
@@ -62,16 +65,23 @@ def test_predict_mistakes(tmp_path):
     config.images_dir = str(tmp_path / "none")
     with pytest.raises(ConfigError, match="--config.images_dir=.*none: no such directory"):
         validate_predict(config)
-    config.images_dir, config.no_event_penalty, config.constrained = "", 2.0, False
-    with pytest.raises(ConfigError, match="--config.no_event_penalty=2.0: needs constrained decoding"):
+    config.images_dir, config.decode.no_event_penalty, config.decode.constrained = "", 2.0, False
+    with pytest.raises(ConfigError, match="--config.decode.no_event_penalty=2.0: needs constrained decoding"):
         validate_predict(config)
-    config.constrained, config.pipeline = True, "pairs"
-    with pytest.raises(ConfigError, match="--config.pipeline='pairs': one of"):
+    config.decode.constrained, config.decode.pipeline = True, "pairs"
+    with pytest.raises(ConfigError, match="--config.decode.pipeline='pairs': one of"):
         validate_predict(config)
-    config.pipeline, config.pair_filter = "multimedia", "some"
-    with pytest.raises(ConfigError, match="--config.pair_filter='some': one of"):
+    config.decode.pipeline, config.decode.pair_filter = "multimedia", "some"
+    with pytest.raises(ConfigError, match="--config.decode.pair_filter='some': one of"):
         validate_predict(config)
-    config.pair_filter, config.checkpoint = "events", str(tmp_path)
+    config.decode.pair_filter, config.decode.batch_size = "events", 0
+    with pytest.raises(ConfigError, match="--config.decode.batch_size=0: must be an integer >= 1"):
+        validate_predict(config)
+    config.decode.batch_size, config.max_new_tokens = 16, 64  # the old spelling, set in Python
+    with pytest.raises(ConfigError, match="--config.max_new_tokens is now --config.decode.max_new_tokens"):
+        validate_predict(config)
+    del config["max_new_tokens"]
+    config.checkpoint = str(tmp_path)
     with pytest.raises(ConfigError, match="--config.checkpoint=.*it holds no checkpoints"):
         validate_predict(config)
 

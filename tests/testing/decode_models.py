@@ -42,8 +42,8 @@ def demo_dir(root: str, vocab_size: int = 600):
     text_ee / visual_ee examples of a synthetic split."""
     from flax import nnx
 
-    from rmpl_jax.m2e2.boxes import Qwen2VLBoxes
     from rmpl_jax.models.family import family_for_dir
+    from rmpl_jax.models.qwen2_vl.boxes import Qwen2VLBoxes
     from rmpl_jax.models.qwen2_vl.demo import write_demo_model_dir
 
     split = synthetic(root, docs=12, seed=1)

@@ -44,9 +44,9 @@ def test_random_ids_without_tokenizer(tiny_dirs, variant, capsys):
     assert len(printed) == 1 and json.loads(printed[0]) == result
     assert result["model_type"] == variant and result["dtype"] == "float32"
     _check(result, 3, tokenizer=False)
-    grids = np.asarray(result["image_grid_thw"])
+    grids = np.asarray(result["image_inputs"]["image_grid_thw"])
     assert len({tuple(g[1:]) for g in grids}) == 3  # different sizes
-    assert result["pixel_values_shape"][0] == int(grids.prod(1).sum())
+    assert result["image_inputs"]["pixel_values"][0] == int(grids.prod(1).sum())
 
 
 def test_chat_prompts_with_tokenizer(tiny_dirs):
@@ -71,7 +71,7 @@ def test_saved_reference_round_trip(tiny_dirs, tmp_path):
 def test_llama_text_batch(tmp_path, tokenizer):
     hf_dir = tiny_llama_chat_dir(tmp_path, "tied_mha") if tokenizer else make_tiny_llama(tmp_path, "tied_mha")[0]
     result = parity.main(["--hf-dir", str(hf_dir)])
-    assert result["model_type"] == "llama" and result["pixel_values_shape"] is None
+    assert result["model_type"] == "llama" and result["image_inputs"] == {}
     _check(result, 0, tokenizer=tokenizer)
     with pytest.raises(ValueError, match="takes no images"):
         parity.main(["--hf-dir", str(hf_dir), "--images", "1"])
@@ -81,9 +81,9 @@ def test_llava_without_tokenizer(tmp_path):
     """A photo in each row of the padded batch (text only and one photo: tests/models/test_llava.py)."""
     hf_dir, _ = make_tiny_llava(tmp_path, "full_two_layers")
     result = parity.main(["--hf-dir", str(hf_dir), "--images", "2"])
-    assert result["model_type"] == "llava" and result["image_grid_thw"] is None
+    assert result["model_type"] == "llava" and set(result["image_inputs"]) == {"pixel_values"}
     _check(result, 2, tokenizer=False)
-    assert result["pixel_values_shape"] == [2, 3, 28, 28]
+    assert result["image_inputs"]["pixel_values"] == [2, 3, 28, 28]
 
 
 def test_llava_chat_prompts(tmp_path):

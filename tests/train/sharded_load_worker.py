@@ -13,8 +13,8 @@ from flax import nnx
 from rmpl_jax.infer.decode import Decoder
 from rmpl_jax.models.family import get_family
 from rmpl_jax.models.layers import variables_by_path
-from rmpl_jax.modes.model_setup import HF_MESH
 from rmpl_jax.train import sharding as shd
+from rmpl_jax.train.model_setup import HF_MESH
 from rmpl_jax.train.optimizer import make_optimizer
 from rmpl_jax.train.state import create_train_state, split_model
 from tests.testing.hf_tiny import tiny_config_dict

@@ -12,6 +12,7 @@ import sys
 from configs import stage1
 from rmpl_jax.data.buckets import bucket_length
 from rmpl_jax.modes import train
+from rmpl_jax.train import loop
 
 PID, NPROC, PORT, WORKDIR = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 BUCKETS = (384, 512, 768)
@@ -40,7 +41,7 @@ def config():
 
 
 seen = []
-real_global_batch = train.global_batch
+real_global_batch = loop.global_batch
 
 
 def recording_global_batch(batch, mesh, family):
@@ -49,7 +50,7 @@ def recording_global_batch(batch, mesh, family):
     return real_global_batch(batch, mesh, family)
 
 
-train.global_batch = recording_global_batch
+loop.global_batch = recording_global_batch  # what train_stage calls
 train.run(config(), WORKDIR)
 with open(os.path.join(WORKDIR, f"batches_{PID}.json"), "w") as f:
     json.dump(seen, f)

@@ -12,6 +12,7 @@ import numpy as np
 from flax import nnx
 
 from rmpl_jax.models.decoder import DECODER_PROJECTIONS
+from rmpl_jax.models.inputs import select_inputs
 from rmpl_jax.models.llama.config import LlamaConfig
 from rmpl_jax.models.llama.model import Llama, abstract_model, build
 from rmpl_jax.models.llama.params import export_hf, load_hf
@@ -23,6 +24,7 @@ class LlamaFamily:
 
     name = "llama"
     default_lora_targets = DECODER_PROJECTIONS
+    image_keys = TextProcessor.image_keys
     static_batch_keys = ()
     batch_logical_axes = MappingProxyType({})
 
@@ -50,17 +52,20 @@ class LlamaFamily:
     def box_codec(self, config: LlamaConfig, image_side: int | None) -> None:
         return None
 
-    def prompt_positions(self, config: LlamaConfig, input_ids, attention_mask, image_grid=None):
+    def model_inputs(self, batch) -> dict:
+        return select_inputs(batch, self.image_keys, self.name)
+
+    def prompt_positions(self, config: LlamaConfig, input_ids, attention_mask, images=None):
         """[B, T] positions (real tokens before each, 0 on padding) and each row's length."""
-        if image_grid is not None:
-            raise ValueError("a text-only llama model got an image grid")
+        if images:
+            raise ValueError(f"a text-only llama model got image inputs {sorted(images)}")
         valid = np.asarray(attention_mask).astype(np.int32)
         return (np.cumsum(valid, axis=1) - 1) * valid, valid.sum(axis=1)
 
     def decode_positions(self, positions: jax.Array) -> jax.Array:
         return positions[:, None]
 
-    def image_features(self, model: Llama, pixel_values, image_grid=None) -> jax.Array:
+    def image_features(self, model: Llama, images) -> jax.Array:
         raise ValueError("a text-only llama model takes no images")
 
 

@@ -50,12 +50,6 @@ def text_positions(attention_mask, batch: int, length: int) -> jax.Array:
     return (jnp.cumsum(valid, axis=1) - 1) * valid
 
 
-def _refuse_images(**inputs) -> None:
-    given = sorted(k for k, v in inputs.items() if v is not None)
-    if given:
-        raise ValueError(f"a text-only llama model got image inputs {given}")
-
-
 class Llama(DecoderLM):
     """Llama causal LM; see the module docstring."""
 
@@ -74,14 +68,9 @@ class Llama(DecoderLM):
         attention_mask=None,
         position_ids=None,
         inputs_embeds=None,
-        pixel_values=None,
-        image_grid_thw=None,
-        image_features=None,
         right_padded=False,
     ) -> jax.Array:
-        """Final-norm hidden states [B, T, D]; image inputs are refused by name; `right_padded`
-        as `DecoderLM.hidden_from_embeds`."""
-        _refuse_images(pixel_values=pixel_values, image_grid_thw=image_grid_thw, image_features=image_features)
+        """Final-norm hidden states [B, T, D]; `right_padded` as `DecoderLM.hidden_from_embeds`."""
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
         if position_ids is None:
@@ -96,7 +85,8 @@ class Llama(DecoderLM):
     ):
         """Runs a left-padded prompt batch [B, P], fills cache slots 0..P-1 and returns
         (float32 logits [B, V] of the last position, cache); position_ids [B, P]."""
-        _refuse_images(image_features=image_features)
+        if image_features is not None:
+            raise ValueError("a text-only llama model takes no image features")
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
         return self.prefill_embeds(x, attention_mask=attention_mask, position_ids=position_ids, cache=cache)
 

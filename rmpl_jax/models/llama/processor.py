@@ -62,6 +62,7 @@ class TextProcessor:
     """Tokenizer + chat template of a text-only model; build with `TextProcessor.from_dir`."""
 
     takes_images = False
+    image_keys: tuple[str, ...] = ()  # the model's image inputs among `__call__`'s outputs
 
     def __init__(self, tokenizer, *, chat_template: str | None = None, source: str = "<memory>"):
         if tokenizer.pad_token is None:  # batches need one; the eos token never scores (masked)

@@ -11,8 +11,10 @@ import jax
 import numpy as np
 from flax import nnx
 
-from rmpl_jax.m2e2.boxes import BoxCodec, codec_for
+from rmpl_jax.m2e2.boxes import BoxCodec
 from rmpl_jax.models.decoder import DECODER_PROJECTIONS
+from rmpl_jax.models.inputs import select_inputs
+from rmpl_jax.models.llava.boxes import LlavaBoxes
 from rmpl_jax.models.llava.config import LlavaConfig
 from rmpl_jax.models.llava.model import Llava, abstract_model, build
 from rmpl_jax.models.llava.params import export_hf, load_hf
@@ -24,6 +26,7 @@ class LlavaFamily:
 
     name = "llava"
     default_lora_targets = DECODER_PROJECTIONS  # the LM's projections; tower and projector stay frozen
+    image_keys = LlavaProcessor.image_keys
     static_batch_keys = ()
     batch_logical_axes = MappingProxyType({})  # pixel_values [n, C, S, S]: one photo per example
 
@@ -50,23 +53,22 @@ class LlavaFamily:
 
     def box_codec(self, config: LlavaConfig, image_side: int | None) -> BoxCodec:
         """0-1 with two decimals, relative to the padded square (a training square is its own)."""
-        return codec_for("llava")
+        return LlavaBoxes()
 
-    def prompt_positions(self, config: LlavaConfig, input_ids, attention_mask, image_grid=None):
+    def model_inputs(self, batch) -> dict:
+        return select_inputs(batch, self.image_keys, self.name)
+
+    def prompt_positions(self, config: LlavaConfig, input_ids, attention_mask, images=None):
         """[B, T] positions (real tokens before each, 0 on padding; image tokens count as
         tokens) and each row's length."""
-        if image_grid is not None:
-            raise ValueError("a llava model takes no image grid")
         valid = np.asarray(attention_mask).astype(np.int32)
         return (np.cumsum(valid, axis=1) - 1) * valid, valid.sum(axis=1)
 
     def decode_positions(self, positions: jax.Array) -> jax.Array:
         return positions[:, None]
 
-    def image_features(self, model: Llava, pixel_values, image_grid=None) -> jax.Array:
-        if image_grid is not None:
-            raise ValueError("a llava model takes no image grid")
-        return model.image_features(pixel_values)
+    def image_features(self, model: Llava, images) -> jax.Array:
+        return model.image_features(images["pixel_values"])
 
 
 LLAVA = LlavaFamily()

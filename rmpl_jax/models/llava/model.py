@@ -112,13 +112,11 @@ class Llava(DecoderLM):
         attention_mask=None,
         position_ids=None,
         pixel_values=None,
-        image_grid_thw=None,
         image_features=None,
         inputs_embeds=None,
+        right_padded=False,
     ) -> jax.Array:
-        """Final-norm hidden states [B, T, D]; `image_grid_thw` must be None (Qwen only)."""
-        if image_grid_thw is not None:
-            raise ValueError("a llava model takes no image_grid_thw (photos are fixed-size squares)")
+        """Final-norm hidden states [B, T, D]; `right_padded` as `DecoderLM.hidden_from_embeds`."""
         if inputs_embeds is None:
             inputs_embeds = self.embed(
                 input_ids, pixel_values=pixel_values, image_features=image_features, attention_mask=attention_mask
@@ -126,7 +124,9 @@ class Llava(DecoderLM):
         if position_ids is None:
             b, t = inputs_embeds.shape[:2]
             position_ids = text_positions(attention_mask, b, t)
-        return self.hidden_from_embeds(inputs_embeds, position_ids=position_ids, attention_mask=attention_mask)
+        return self.hidden_from_embeds(
+            inputs_embeds, position_ids=position_ids, attention_mask=attention_mask, right_padded=right_padded
+        )
 
     def prefill(self, input_ids, *, attention_mask, position_ids, cache: KVCache, image_features=None):
         """Runs a left-padded prompt batch [B, P], fills cache slots 0..P-1 and returns
@@ -134,16 +134,10 @@ class Llava(DecoderLM):
         x = self.embed(input_ids, image_features=image_features, attention_mask=attention_mask)
         return self.prefill_embeds(x, attention_mask=attention_mask, position_ids=position_ids, cache=cache)
 
-    def __call__(
-        self, input_ids, *, attention_mask=None, position_ids=None, pixel_values=None, image_grid_thw=None
-    ) -> jax.Array:
+    def __call__(self, input_ids, *, attention_mask=None, position_ids=None, pixel_values=None) -> jax.Array:
         """Logits [B, T, V] in float32."""
         h = self.hidden_states(
-            input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            pixel_values=pixel_values,
-            image_grid_thw=image_grid_thw,
+            input_ids, attention_mask=attention_mask, position_ids=position_ids, pixel_values=pixel_values
         )
         return self.logits_from_hidden(h)
 

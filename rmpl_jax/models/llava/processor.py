@@ -85,6 +85,7 @@ class LlavaProcessor(TextProcessor):
     `LlavaProcessor.from_dir`."""
 
     takes_images = True
+    image_keys = ("pixel_values",)  # the model's image inputs among `__call__`'s outputs
 
     def __init__(
         self,

@@ -1,4 +1,5 @@
-"""Qwen2-VL / Qwen2.5-VL as a `models.family.ModelFamily`."""
+"""Qwen2-VL / Qwen2.5-VL as a `models.family.ModelFamily`: photos as patches with a static
+`image_grid_thw` layout, M-RoPE positions, boxes by `boxes.py`."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from rmpl_jax.m2e2.boxes import BoxCodec, codec_for, square_frame_codec
+from rmpl_jax.m2e2.boxes import BoxCodec
 from rmpl_jax.models.decoder import DECODER_PROJECTIONS
+from rmpl_jax.models.inputs import select_inputs
+from rmpl_jax.models.qwen2_vl.boxes import default_codec, square_frame_codec
 from rmpl_jax.models.qwen2_vl.config import Qwen2VLConfig
 from rmpl_jax.models.qwen2_vl.model import Qwen2VL, abstract_model, build
 from rmpl_jax.models.qwen2_vl.mrope import check_image_tokens, mrope_position_ids, text_position_ids
@@ -26,6 +29,7 @@ class QwenFamily:
 
     name = "qwen2_vl"
     default_lora_targets = DECODER_PROJECTIONS  # the LM's projections; the vision tower stays frozen
+    image_keys = QwenProcessor.image_keys
     static_batch_keys = ("image_grid_thw",)
     # pixel_values: the patches of the batch's images, in example order (no per-example axis)
     batch_logical_axes = MappingProxyType({"pixel_values": ("batch", None)})
@@ -55,16 +59,20 @@ class QwenFamily:
         """Qwen2-VL: 0-1000 relative; Qwen2.5-VL: pixels of the resized image, whose budget is
         pinned to the training square."""
         if not image_side:
-            return codec_for(config.model_type)
+            return default_codec(config.model_type)
         patch = int((config.vision_config or {}).get("patch_size", 14))
         return square_frame_codec(config.model_type, image_side, patch * config.spatial_merge_size)
 
-    def prompt_positions(self, config: Qwen2VLConfig, input_ids, attention_mask, image_grid=None):
+    def model_inputs(self, batch) -> dict:
+        return select_inputs(batch, self.image_keys, self.name)
+
+    def prompt_positions(self, config: Qwen2VLConfig, input_ids, attention_mask, images=None):
         """M-RoPE ids [3, B, T] (HF `get_rope_index`); generated tokens continue at the row's
         largest position + 1 on all three axes."""
         ids, mask = np.asarray(input_ids), np.asarray(attention_mask)
-        if image_grid is None:
+        if not images:
             return text_position_ids(mask, *ids.shape), mask.sum(1)
+        image_grid = np.asarray(images["image_grid_thw"], np.int64).reshape(-1, 3)
         merge = config.spatial_merge_size
         check_image_tokens(ids, mask, image_grid, image_token_id=config.image_token_id, spatial_merge_size=merge)
         positions, deltas = mrope_position_ids(
@@ -75,8 +83,9 @@ class QwenFamily:
     def decode_positions(self, positions: jax.Array) -> jax.Array:
         return jnp.broadcast_to(positions[None, :, None], (3, positions.shape[0], 1))
 
-    def image_features(self, model: Qwen2VL, pixel_values, image_grid=None) -> jax.Array:
-        return model.image_features(pixel_values, image_grid)
+    def image_features(self, model: Qwen2VL, images) -> jax.Array:
+        grid = np.asarray(images["image_grid_thw"], np.int64).reshape(-1, 3)
+        return model.image_features(images["pixel_values"], grid)
 
 
 QWEN2_VL = QwenFamily()

@@ -26,7 +26,7 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
     Qwen2VLImageProcessorPil,
 )
 
-from rmpl_jax.m2e2.boxes import smart_resize
+from rmpl_jax.models.qwen2_vl.boxes import smart_resize
 
 END_OF_TURN = "<|im_end|>"  # closes every turn of the Qwen chat format
 IMAGE_TOKEN = "<|image_pad|>"
@@ -104,6 +104,7 @@ class QwenProcessor:
 
     end_of_turn = END_OF_TURN
     takes_images = True
+    image_keys = ("pixel_values", "image_grid_thw")  # the model's image inputs among `__call__`'s outputs
 
     def __init__(
         self,
@@ -254,6 +255,10 @@ class QwenProcessor:
         """<|vision_start|> <|image_pad|>*n <|vision_end|> ids for one image's (t, h, w)."""
         (n,) = self.tokens_per_image(np.asarray(grid_row).reshape(1, 3))
         return [self.vision_start_token_id] + [self.image_token_id] * n + [self.vision_end_token_id]
+
+    def image_token_runs(self, image_inputs: dict[str, np.ndarray]) -> list[list[int]]:
+        """The token run of each image of `process_images`' output, in order."""
+        return [self.image_token_run(row) for row in np.asarray(image_inputs["image_grid_thw"]).reshape(-1, 3)]
 
     def expand_image_token_ids(self, ids: Sequence[int], grid_thw: np.ndarray) -> np.ndarray:
         """Replace each single <|image_pad|> id by the image's run of pad ids (images in order)."""

@@ -1,7 +1,7 @@
 """What a run takes from the model's family besides the weights: the family and its config of
 an HF directory, the LoRA targets that `lora_targets=""` stands for, the placement of a batch
-(static image layout, image inputs without a per-example axis), and the check that a
-text-only model is not asked for image tasks — a config error before anything compiles."""
+(static image layout, image inputs without a per-example axis), and the image tasks a
+text-only model leaves out (reported, not an error: the run trains the text tasks)."""
 
 from __future__ import annotations
 
@@ -66,32 +66,33 @@ def lora_targets(regex: str, family: ModelFamily) -> str:
     return regex or family.default_lora_targets
 
 
-def check_tasks_fit(config, family: ModelFamily, model_config) -> None:
-    """Raises naming the image tasks (and the overrides that drop them) when a training config
-    asks a model without vision for them. MNRE counts as an image task when its photos are
-    configured (`data.mnre_images`); without them it trains on text alone."""
+def drop_image_tasks(config, family: ModelFamily, model_config) -> list[str]:
+    """For a model without vision: sets the weight of every image task of the run's stages to 0
+    and drops MNRE's photos (`data.mnre_images`; MNRE then trains on its text), so the run
+    trains the text tasks. Returns one line per change, for the log and the run card; a
+    model with vision is left as it is ([])."""
     if family.has_vision(model_config):
-        return
-    problems, fixes = [], []
+        return []
+    notes = []
     for stage in config.stages:
-        tasks = [t for t, w in config[stage].tasks.items() if w > 0 and t in VISION_TASKS]
-        if tasks:
-            problems.append(f"{stage}: {', '.join(tasks)}")
-            fixes += [f"--config.{stage}.tasks.{t}=0" for t in tasks]
+        for task, weight in config[stage].tasks.items():
+            if weight > 0 and task in VISION_TASKS:
+                config[stage].tasks[task] = 0.0
+                notes.append(f"{stage}: task {task}: the text-only {family.name} model takes no photos, left out")
         if config[stage].tasks.get("mnre", 0) > 0 and config.data.mnre_images:
-            problems.append(f"{stage}: mnre with photos (data.mnre_images)")
-            fixes.append("--config.data.mnre_images=''")
-    if problems:
-        raise ValueError(
-            f"model.hf_dir={config.model.hf_dir} is a text-only {family.name} model, but the config asks "
-            f"for image tasks ({'; '.join(problems)}). Drop them with: {' '.join(fixes)}"
-        )
+            notes.append(f"{stage}: task mnre: the text-only {family.name} model takes no photos, trained on its text")
+    if config.data.mnre_images:
+        config.data.mnre_images = ""
+    return notes
 
 
 def global_batch(batch: dict, mesh, family: ModelFamily) -> dict:
     """Device arrays for a host batch; the family's static keys (one row per example, equal
     within a batch) stay host constants covering the global batch."""
-    static = {k: batch.pop(k) for k in family.static_batch_keys if k in batch}
+    static = {k: np.asarray(batch.pop(k)) for k in family.static_batch_keys if k in batch}
+    for key, rows in static.items():
+        if not (rows == rows[:1]).all():
+            raise ValueError(f"batch[{key!r}] differs between examples: photos of one batch must share a size")
     out = distributed.global_batch(batch, mesh, logical_axes=family.batch_logical_axes)
     for key, rows in static.items():
         out[key] = np.tile(rows[:1], (out["input_ids"].shape[0], 1))

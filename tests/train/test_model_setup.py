@@ -1,5 +1,5 @@
-"""What runs take from the family: a text-only model asked for image tasks is a config error
-naming the tasks and the overrides that drop them; `lora_targets=""` is the family's default."""
+"""What runs take from the family: a text-only model leaves the image tasks out and says which
+(MNRE trains on its text); `lora_targets=""` is the family's default."""
 
 from __future__ import annotations
 
@@ -10,36 +10,37 @@ pytest.importorskip("transformers")
 from configs import stage1
 from rmpl_jax.io.errors import ConfigError
 from rmpl_jax.models.family import get_family
-from rmpl_jax.modes.model_setup import check_tasks_fit, family_and_config, lora_targets, mesh_shape, model_options
+from rmpl_jax.train.model_setup import drop_image_tasks, family_and_config, lora_targets, mesh_shape, model_options
+from tests.testing.hf_tiny import tiny_config_dict
 from tests.testing.hf_tiny_llama import make_tiny_llama
 
 
-def test_image_tasks_on_a_text_only_model(tmp_path):
+def test_a_text_only_model_leaves_the_image_tasks_out(tmp_path):
     hf_dir, _ = make_tiny_llama(tmp_path, "gqa")
     family, model_config = family_and_config(str(hf_dir))
     config = stage1.get_config()
     config.model.hf_dir = str(hf_dir)
-    with pytest.raises(ValueError) as err:
-        check_tasks_fit(config, family, model_config)
-    message = str(err.value)
-    assert "text-only llama model" in message
-    assert "stage1: visual_ee" in message and "stage2: image_argument, image_mention" in message
-    fixes = [
-        "--config.stage1.tasks.visual_ee=0",
-        "--config.stage2.tasks.image_argument=0",
-        "--config.stage2.tasks.image_mention=0",
-    ]
-    assert message.endswith("Drop them with: " + " ".join(fixes))
-    config.stage1.tasks.visual_ee = 0.0
-    config.stage2.tasks.image_mention = config.stage2.tasks.image_argument = 0.0
-    check_tasks_fit(config, family, model_config)  # text tasks only: fine
     config.stage2.tasks.multimedia = 0.2
-    with pytest.raises(ValueError, match=r"stage2: multimedia\). Drop them with: --config.stage2.tasks.multimedia=0$"):
-        check_tasks_fit(config, family, model_config)
-    config.stage2.tasks.multimedia = 0.0
     config.data.mnre_images = "mnre/images"
-    with pytest.raises(ValueError, match=r"stage1: mnre with photos .* --config.data.mnre_images=''"):
-        check_tasks_fit(config, family, model_config)
+    notes = drop_image_tasks(config, family, model_config)
+    assert notes == [
+        "stage1: task visual_ee: the text-only llama model takes no photos, left out",
+        "stage1: task mnre: the text-only llama model takes no photos, trained on its text",
+        "stage2: task image_argument: the text-only llama model takes no photos, left out",
+        "stage2: task image_mention: the text-only llama model takes no photos, left out",
+        "stage2: task multimedia: the text-only llama model takes no photos, left out",
+    ]
+    assert config.stage1.tasks.visual_ee == 0 and config.stage2.tasks.image_argument == 0
+    assert config.stage1.tasks.text_ee == 1.0 and config.stage1.tasks.mnre == 0.5 and config.data.mnre_images == ""
+    assert drop_image_tasks(config, family, model_config) == []  # nothing left to drop
+
+
+def test_a_vision_model_keeps_its_tasks(tmp_path):
+    config = stage1.get_config()
+    family = get_family("qwen2_5_vl")
+    model_config = family.config_from_hf(tiny_config_dict("qwen2_5_vl") | {"model_type": "qwen2_5_vl"})
+    assert drop_image_tasks(config, family, model_config) == []
+    assert config.stage1.tasks.visual_ee == 2.0
 
 
 def test_lora_targets_default_to_the_family():

@@ -6,8 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rmpl_jax.m2e2.boxes import LlavaBoxes, Qwen2VLBoxes, Qwen25VLBoxes, codec_for, smart_resize
 from rmpl_jax.m2e2.records import Box
+from rmpl_jax.models.llava.boxes import LlavaBoxes
+from rmpl_jax.models.qwen2_vl.boxes import Qwen2VLBoxes, Qwen25VLBoxes, smart_resize
+from tests.testing.codecs import codec_for
 
 
 def _hf_smart_resize():
@@ -140,8 +142,3 @@ def test_decode_clamps_and_rejects(codec):
     with pytest.raises(ValueError):
         codec.decode((1, 2, 3, 4), (0, 10))
     assert codec.encode(Box(-50, -50, 900, 900), size) == codec.encode(Box(0, 0, 300, 200), size)
-
-
-def test_codec_for_unknown():
-    with pytest.raises(ValueError, match="no box codec"):
-        codec_for("gpt")
