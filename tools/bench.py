@@ -275,7 +275,7 @@ def compiled_memory_gib(compiled) -> float | None:
 
 def product_config(args):
     """`configs/stage2.py` as a 7B run sets it, with the benchmark's loss chunk and a constant
-    learning rate (no warmup or decay: the reference's AdamW)."""
+    learning rate (no warmup or decay, as the reference's AdamW)."""
     config = stage2.get_config()
     config.model.dtype = args.dtype
     config.train.loss_chunk = args.loss_chunk
@@ -292,7 +292,7 @@ def bench_train(args, cfg, mesh, emit: Emitter, model) -> None:
     layout, trainable, frozen = split_model(model)
     b, t = data.input_ids.shape
     flops = train_flops(cfg, model, b, t, data.grid)
-    # AdamW as the reference uses it (no gradient clipping); f32 adapters, compute in cfg.dtype.
+    # The run's optimizer (AdamW with its gradient clipping) and step; adapters stay f32.
     config = product_config(args)
     tx, schedule = stage_optimizer(config, config.stage2)
     if args.dry_run:
