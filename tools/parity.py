@@ -39,6 +39,7 @@ from flax import nnx
 from PIL import Image
 
 from rmpl_jax.models.family import family_for_dir
+from rmpl_jax.models.inputs import split_static, static_inputs
 from rmpl_jax.models.llama.processor import TextProcessor
 from rmpl_jax.models.llava.config import LlavaConfig
 from rmpl_jax.models.llava.processor import IMAGE_TOKEN as LLAVA_IMAGE_TOKEN
@@ -250,18 +251,14 @@ def our_logits(hf_dir: pathlib.Path, inputs: dict[str, Any], dtype: str) -> np.n
     family = family_for_dir(hf_dir)
     model = family.load_hf(hf_dir, dtype=dtype)
     graphdef, state = nnx.split(model)
-    taken = [k for k in ("input_ids", "attention_mask", *family.image_keys) if inputs.get(k) is not None]
-    static = tuple(
-        (k, np.asarray(inputs[k]).dtype.str, np.shape(inputs[k]), tuple(np.ravel(inputs[k]).tolist()))
-        for k in taken
-        if k in family.static_batch_keys
-    )
-    arrays = {k: jnp.asarray(inputs[k]) for k in taken if k not in family.static_batch_keys}
+    taken = {k: inputs[k] for k in ("input_ids", "attention_mask", *family.image_keys) if inputs.get(k) is not None}
+    arrays, static = split_static(taken, family.static_batch_keys)
+    arrays = {k: jnp.asarray(v) for k, v in arrays.items()}
 
     @functools.partial(jax.jit, static_argnums=(2,))
     def forward(state, arrays, static):
         m = nnx.merge(graphdef, state)
-        constants = {k: np.asarray(values, dt).reshape(shape) for k, dt, shape, values in static}
+        constants = static_inputs(static)
         return m.logits_from_hidden(m.hidden_states(**family.model_inputs({**arrays, **constants})))
 
     return np.asarray(jax.device_get(forward(state, arrays, static)), np.float32)

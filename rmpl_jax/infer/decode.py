@@ -55,6 +55,7 @@ from rmpl_jax.infer.constrained import (
     value_shape,
 )
 from rmpl_jax.models.family import ModelFamily, family_of
+from rmpl_jax.models.inputs import split_static, static_inputs
 from rmpl_jax.models.layers import KVCache
 
 DEFAULT_BUCKETS = (64, 128, 256, 512, 1024, 1536, 2048, 3072, 4096)
@@ -281,8 +282,8 @@ def _loop_fn(
 @functools.lru_cache(maxsize=64)
 def _vision_fn(family: ModelFamily, graphdef, static: tuple):
     """The jitted image features for one value of the family's static image inputs
-    (`static`: ((key, dtype, shape, values), ...), hashable)."""
-    constants = {k: np.asarray(values, dtype).reshape(shape) for k, dtype, shape, values in static}
+    (`static`: a `models.inputs.split_static` key)."""
+    constants = static_inputs(static)
 
     @jax.jit
     def run(state, arrays):
@@ -416,15 +417,10 @@ class Decoder:
         if not self._vision:
             raise ValueError(f"prompts carry image inputs {sorted(with_images[0])} but the model has no vision tower")
         images = concat_image_inputs(with_images)
-        static = tuple(
-            (k, str(v.dtype), v.shape, tuple(v.reshape(-1).tolist()))
-            for k, v in images.items()
-            if k in self.family.static_batch_keys
-        )
+        arrays, static = split_static(images, self.family.static_batch_keys)
         arrays = {
             k: jnp.asarray(v, jnp.float32 if np.issubdtype(v.dtype, np.floating) else v.dtype)
-            for k, v in images.items()
-            if k not in self.family.static_batch_keys
+            for k, v in arrays.items()
         }
         feats = _vision_fn(self.family, self.graphdef, static)(self.state, arrays)
         n = feats.shape[0]

@@ -72,7 +72,7 @@ class QwenFamily:
         ids, mask = np.asarray(input_ids), np.asarray(attention_mask)
         if not images:
             return text_position_ids(mask, *ids.shape), mask.sum(1)
-        image_grid = np.asarray(images["image_grid_thw"], np.int64).reshape(-1, 3)
+        image_grid = _grid(images)
         merge = config.spatial_merge_size
         check_image_tokens(ids, mask, image_grid, image_token_id=config.image_token_id, spatial_merge_size=merge)
         positions, deltas = mrope_position_ids(
@@ -84,8 +84,12 @@ class QwenFamily:
         return jnp.broadcast_to(positions[None, :, None], (3, positions.shape[0], 1))
 
     def image_features(self, model: Qwen2VL, images) -> jax.Array:
-        grid = np.asarray(images["image_grid_thw"], np.int64).reshape(-1, 3)
-        return model.image_features(images["pixel_values"], grid)
+        return model.image_features(images["pixel_values"], _grid(images))
+
+
+def _grid(images) -> np.ndarray:
+    """The batch's (t, h, w) patches per photo [n, 3]."""
+    return np.asarray(images["image_grid_thw"], np.int64).reshape(-1, 3)
 
 
 QWEN2_VL = QwenFamily()
