@@ -102,7 +102,13 @@ def get_config():
     c.data.eventless_share = 1.0  # share of sentences without events kept in text_mention / text_ee
     c.data.image_side = 112  # every photo is resized to this square (a multiple of 28)
     c.data.buckets = (256, 384, 512)  # 512: visual_ee prompts that list candidates
-    c.data.batch_size = 8  # global
+    c.data.batch_size = 8  # global: examples per step (packed: on average)
+    # Several examples per row (block-diagonal attention, positions restarting per example):
+    # rows of pack_length tokens (0: the largest bucket), as many as batch_size examples of the
+    # task's mean length fill (pack_rows 0) or pack_rows; False pads each example to its bucket.
+    c.data.packing = True
+    c.data.pack_length = 0
+    c.data.pack_rows = 0
     c.data.num_workers = 0  # featurising processes (0: threads of the training process)
     c.data.prefetch = 2  # batches featurised ahead in the background while a step runs
 

@@ -107,7 +107,7 @@ def test_a_remote_metrics_log_uploads_on_sync_and_appends_on_resume(bucket):
     assert [line["step"] for line in read_metrics(stage)] == [1]
     log.write(2, {"loss": np.float32(1.0)})
     log.close()
-    resumed = MetricsLog(stage, first_step=2)
+    resumed = MetricsLog(stage)
     resumed.write(3, {"loss": np.float32(0.5)})
     resumed.close()
     assert [line["step"] for line in read_metrics(stage)] == [1, 2, 3]

@@ -1,6 +1,7 @@
 """Grain input pipelines: a weighted mixture of tasks, shuffled, repeated, batched
 globally and sharded per process, featurised lazily in background threads (in worker
-processes when asked), padded to length buckets.
+processes when asked), padded to length buckets, or packed several to a row
+(`data/packing.py`).
 
 Every process draws the same global batches (same shuffle, same task per step) and
 featurises only its own slice; the bucket comes from the token lengths of the whole global
@@ -11,7 +12,8 @@ Each batch comes from one task, so text-only and image tasks never share a batch
 batch has one of a few static shapes: (batch, bucket) tokens, plus (batch * patches,
 patch_dim) pixels for image tasks. Every batch also carries `task_index` and
 `example_index` [B] (which task source, which of its examples): bookkeeping for the host,
-never given to the model, so a bad batch can be named. The iterator's state is a small
+never given to the model, so a bad batch can be named (packed batches: [rows, examples
+per row], -1 in empty slots). The iterator's state is a small
 dict that the checkpoint stores beside the model.
 """
 
@@ -25,11 +27,12 @@ import grain
 import numpy as np
 
 from rmpl_jax.data.buckets import bucket_length
+from rmpl_jax.data.packing import PackPlan, packed_task_batches
 
 Features = dict[str, np.ndarray]
 TASK_INDEX, EXAMPLE_INDEX = "task_index", "example_index"
 ID_KEYS = (TASK_INDEX, EXAMPLE_INDEX)
-TOKEN_KEYS = ("input_ids", "loss_mask", "attention_mask")  # padded to the bucket; the rest are image inputs
+TOKEN_KEYS = ("input_ids", "loss_mask", "attention_mask", "segment_ids")  # per token; the rest are image inputs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,6 +178,7 @@ def mixture(
     shard_count: int = 1,
     num_workers: int = 0,
     prefetch: int = 2,
+    packing: Sequence[PackPlan | None] | None = None,
 ) -> grain.IterDataset:
     """Batches drawn from the tasks in proportion to their weights; a batch's `task_index`
     is the position in `tasks` (tasks of weight 0 included).
@@ -182,29 +186,36 @@ def mixture(
     `batch_size` is per process. `prefetch` batches are featurised ahead in background
     threads (0: on demand), so the next batch is ready when a train step ends; with
     `num_workers` > 0 featurisation runs in that many processes (the featurize function
-    must then be picklable).
+    must then be picklable). `packing`: one `data.packing.PackPlan` per task (None: that
+    task pads each example to its bucket); a packed batch has `segment_ids` and an
+    `example_index` [rows, examples per row] (-1 in empty slots).
     """
     used = [(index, t) for index, t in enumerate(tasks) if t.weight > 0]
     if not used:
         raise ValueError("no task with a positive weight")
-    streams = [
-        task_batches(
-            t,
-            featurize,
-            batch_size=batch_size,
-            buckets=buckets,
-            pad_id=pad_id,
-            seed=seed + 7919 * i,
-            shard_index=shard_index,
-            shard_count=shard_count,
-            task_index=index,
-        )
-        for i, (index, t) in enumerate(used)
-    ]
+    plans = list(packing) if packing is not None else [None] * len(tasks)
+    if len(plans) != len(tasks):
+        raise ValueError(f"{len(plans)} packing plans for {len(tasks)} tasks")
     # Bounded: Grain's default read-ahead (16 threads, 500 elements) would hold hundreds of
     # featurised batches, pixels included, and crowd the host thread that dispatches steps.
     read = grain.ReadOptions(num_threads=min(prefetch, 2), prefetch_buffer_size=prefetch)
-    mixed = grain.MapDataset.mix(streams, [t.weight for _, t in used]).to_iter_dataset(read)
+    # A packed task reads examples (not batches) ahead: `prefetch` batches' worth.
+    read_examples = grain.ReadOptions(num_threads=min(prefetch, 2), prefetch_buffer_size=prefetch * batch_size)
+    streams = []
+    for i, (index, t) in enumerate(used):
+        shared = dict(seed=seed + 7919 * i, shard_index=shard_index, shard_count=shard_count, task_index=index)
+        if plans[index] is None:
+            streams.append(task_batches(t, featurize, batch_size=batch_size, buckets=buckets, pad_id=pad_id, **shared))
+        else:
+            streams.append(
+                packed_task_batches(t.examples, featurize, plans[index], pad_id=pad_id, read=read_examples, **shared)
+            )
+    weights = [t.weight for _, t in used]
+    if all(isinstance(stream, grain.MapDataset) for stream in streams):
+        mixed = grain.MapDataset.mix(streams, weights).to_iter_dataset(read)
+    else:
+        streams = [s.to_iter_dataset(read) if isinstance(s, grain.MapDataset) else s for s in streams]
+        mixed = grain.IterDataset.mix(streams, weights)
     if num_workers > 0:
         mixed = mixed.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
     return mixed

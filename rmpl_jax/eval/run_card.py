@@ -26,6 +26,9 @@ class StageSummary:
     trainable_params: int
     total_params: int
     loss: tuple[float, float] | None = None  # mean of the first and last tenth of the steps run
+    input_tokens: float = 0.0  # the rows' tokens over the steps run, padding not counted
+    batch_tokens: float = 0.0  # the rows' token slots (input tokens + padding)
+    examples: float = 0.0
 
 
 @dataclasses.dataclass
@@ -80,18 +83,22 @@ class RunCard:
         if not self.stages:
             return ["No stage ran.", ""]
         out = [
-            "| stage | steps (this run) | of | wall time | compile | steps/s | loss first -> last "
-            "| trainable / total params |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| stage | steps (this run) | of | wall time | compile | steps/s | input tokens/s | padding "
+            "| examples/step | loss first -> last | trainable / total params |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for s in self.stages:
             run = s.last_step - s.first_step
-            rate = f"{run / s.seconds:.2f}" if run and s.seconds > 0 else "-"
+            timed = run and s.seconds > 0
+            rate = f"{run / s.seconds:.2f}" if timed else "-"
+            tokens = f"{s.input_tokens / s.seconds:,.0f}" if timed and s.input_tokens else "-"
+            padding = f"{100 * (1 - s.input_tokens / s.batch_tokens):.1f}%" if s.batch_tokens else "-"
+            examples = f"{s.examples / run:.1f}" if run and s.examples else "-"
             loss = f"{s.loss[0]:.3f} -> {s.loss[1]:.3f}" if s.loss else "-"
             compile_s = f"{s.compile_seconds:.1f} s" if s.compile_seconds is not None else "-"
             out.append(
                 f"| {s.name} | {s.first_step} -> {s.last_step} ({run}) | {s.total_steps} | "
-                f"{_duration(s.seconds)} | {compile_s} | {rate} | {loss} | "
+                f"{_duration(s.seconds)} | {compile_s} | {rate} | {tokens} | {padding} | {examples} | {loss} | "
                 f"{s.trainable_params:,} / {s.total_params:,} |"
             )
         out.append("")

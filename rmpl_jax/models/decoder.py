@@ -35,6 +35,7 @@ from rmpl_jax.models.layers import (
     init_kv_cache,
     write_kv,
 )
+from rmpl_jax.models.segments import segment_causal_mask
 
 # Every attention and MLP projection of the decoder: the default LoRA targets of a text LM.
 DECODER_PROJECTIONS = r"^layers/(self_attn/(q|k|v|o)_proj|mlp/(gate|up|down)_proj)$"
@@ -236,12 +237,17 @@ class DecoderLM(nnx.Module):
         x, _ = jax.lax.scan(body, x, state)
         return x
 
-    def hidden_from_embeds(self, inputs_embeds, *, position_ids, attention_mask=None, right_padded=False) -> jax.Array:
+    def hidden_from_embeds(
+        self, inputs_embeds, *, position_ids, attention_mask=None, right_padded=False, segment_ids=None
+    ) -> jax.Array:
         """Final-norm hidden states [B, T, D] of embedded inputs. `right_padded`: the padding
         of `attention_mask` is at the end of each row (training batches): attention is causal
-        over each row's key length instead of a [B, 1, T, T] mask."""
+        over each row's key length instead of a [B, 1, T, T] mask. `segment_ids` [B, T]: a
+        packed batch (`models/segments.py`), attention block-diagonal causal per example."""
         cos, sin = self.cos_sin(position_ids)
-        if right_padded and attention_mask is not None:
+        if segment_ids is not None:
+            mask = segment_causal_mask(segment_ids)
+        elif right_padded and attention_mask is not None:
             mask = jnp.sum(attention_mask.astype(jnp.int32), axis=-1)
         else:
             mask = causal_padding_mask(attention_mask, inputs_embeds.shape[1])

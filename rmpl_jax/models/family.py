@@ -76,9 +76,13 @@ class CausalLM(Protocol):
 
     config: Any  # the family's config: `model_type` and `compute_dtype` at least
 
-    def hidden_states(self, input_ids, *, attention_mask=None, right_padded=False, **inputs) -> jax.Array:
+    def hidden_states(
+        self, input_ids, *, attention_mask=None, right_padded=False, segment_ids=None, **inputs
+    ) -> jax.Array:
         """Final-norm hidden states [B, T, D]; `inputs`: the image inputs `model_inputs` names;
-        `right_padded`: causal attention over key lengths, no [B, 1, T, T] mask (training)."""
+        `right_padded`: causal attention over key lengths, no [B, 1, T, T] mask (training);
+        `segment_ids`: packed rows (`models/segments.py`: attention within each example,
+        positions restarting per example, photos in per-row slots)."""
         ...
 
     def logits_from_hidden(self, h: jax.Array) -> jax.Array:

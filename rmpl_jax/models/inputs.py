@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-TOKEN_INPUTS = ("input_ids", "attention_mask")
+TOKEN_INPUTS = ("input_ids", "attention_mask", "segment_ids")  # segment_ids: packed rows (models/segments.py)
 
 
 def select_inputs(batch: Mapping[str, Any], image_keys: tuple[str, ...], family: str) -> dict[str, Any]:
-    """`input_ids`, `attention_mask` (when present) and the family's `image_keys` of `batch`;
+    """`input_ids`, `attention_mask`, `segment_ids` (when present) and the family's `image_keys` of `batch`;
     any other key is refused by name, before it reaches the model's call."""
     unknown = sorted(set(batch) - set(TOKEN_INPUTS) - set(image_keys))
     if unknown:

@@ -73,6 +73,9 @@ def stage_summary(name: str, stage, result: StageResult) -> StageSummary:
         trainable_params=trainable,
         total_params=trainable + frozen,
         loss=(float(np.mean(losses[:k])), float(np.mean(losses[-k:]))) if losses else None,
+        input_tokens=result.counts.get("input_tokens", 0.0),
+        batch_tokens=result.counts.get("batch_tokens", 0.0),
+        examples=result.counts.get("examples", 0.0),
     )
 
 

@@ -11,7 +11,6 @@ directory must be local (its safetensors are memory-mapped, its tokenizer read b
 
 from __future__ import annotations
 
-import math
 import os
 
 import jax
@@ -24,7 +23,7 @@ from rmpl_jax.m2e2.doc_split import PARTS
 from rmpl_jax.m2e2.render import PROMPT_STYLES
 from rmpl_jax.train import sharding as shd
 from rmpl_jax.train.checkpoint_dirs import find_checkpoints
-from rmpl_jax.train.model_setup import mesh_shape, model_options
+from rmpl_jax.train.model_setup import batch_multiple, mesh_shape, model_options
 
 FROM_BASE = "base"  # init_from value: start the first stage from the base model on purpose
 STAGE_KEYS = ("tasks", "steps", "learning_rate", "warmup_steps")
@@ -179,17 +178,22 @@ def _check_mesh_and_batch(config) -> None:
     except ValueError as e:
         raise ConfigError(f"--config.mesh_shape: {e}; -1 takes the devices the other axes leave") from None
     data_axes = shd.normalize_rules(None, mesh)["batch"]
-    shards = math.prod(mesh.shape[a] for a in data_axes)
     batch, accum, processes = config.data.batch_size, config.train.grad_accum, jax.process_count()
     if batch < 1 or accum < 1:
         raise ConfigError(f"--config.data.batch_size={batch} and --config.train.grad_accum={accum} must be >= 1")
-    need = math.lcm(shards * accum, processes)
+    need = batch_multiple(mesh, accum)
+    split = (
+        f"the batch is split over the mesh's data axes { ({a: mesh.shape[a] for a in data_axes}) }, "
+        f"{accum} gradient-accumulation steps and {processes} processes"
+    )
     if batch % need:
-        raise ConfigError(
-            f"--config.data.batch_size={batch}: the batch is split over the mesh's data axes "
-            f"{ {a: mesh.shape[a] for a in data_axes} }, {accum} gradient-accumulation steps and "
-            f"{processes} processes, so it must be a multiple of {need}"
-        )
+        raise ConfigError(f"--config.data.batch_size={batch}: {split}, so it must be a multiple of {need}")
+    rows = config.data.get("pack_rows", 0)
+    if not isinstance(rows, int) or rows < 0 or rows % need:
+        raise ConfigError(f"--config.data.pack_rows={rows}: 0 (as many as batch_size fills) or a multiple of {need}")
+    length = config.data.get("pack_length", 0)
+    if not isinstance(length, int) or length < 0:
+        raise ConfigError(f"--config.data.pack_length={length}: tokens per packed row, 0 for the largest bucket")
 
 
 def _check_paths(block, files, dirs, *, prefix: str) -> None:

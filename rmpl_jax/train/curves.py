@@ -1,6 +1,6 @@
-"""`W/curves.png`: loss, learning rate and tokens/s against step, one column per stage, from
-the stages' `metrics.jsonl` (matplotlib's Agg canvas: no display, no global pyplot state).
-Noisy per-step values are drawn faint with their running mean on top."""
+"""`W/curves.png`: loss, learning rate, input tokens/s and padding share against step, one
+column per stage, from the stages' `metrics.jsonl` (matplotlib's Agg canvas: no display, no
+global pyplot state). Noisy per-step values are drawn faint with their running mean on top."""
 
 from __future__ import annotations
 
@@ -15,13 +15,18 @@ from rmpl_jax.io import paths
 from rmpl_jax.train.metrics_log import read_metrics
 
 SMOOTHING_POINTS = 25  # the running mean covers 1/25 of a stage's logged steps
-PANELS = (("loss", "loss"), ("learning_rate", "learning rate"), ("tokens_per_s", "answer tokens/s"))
+PANELS = (
+    ("loss", "loss"),
+    ("learning_rate", "learning rate"),
+    ("input_tokens_per_s", "input tokens/s"),
+    ("padding_share", "padding share"),
+)
 
 
 def plot_curves(stages: dict[str, list[dict]]) -> Figure:
     """A figure with a row per metric and a column per stage (stage name -> logged lines)."""
     columns = max(1, len(stages))
-    figure = Figure(figsize=(4.2 * columns, 7.5), layout="constrained")
+    figure = Figure(figsize=(4.2 * columns, 2.5 * len(PANELS)), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(len(PANELS), columns, squeeze=False)
     for col, (name, lines) in enumerate(stages.items()):

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from rmpl_jax.data import pipeline
+from rmpl_jax.data import packing, pipeline
 from rmpl_jax.data.curriculum import CandidateSettings, Sources, TextTaskSettings, stage_tasks
 from rmpl_jax.data.featurize import Featurizer
 from rmpl_jax.data.multimedia_pairs import PairSettings
@@ -28,7 +28,13 @@ from rmpl_jax.train import checkpoint, distributed
 from rmpl_jax.train import sharding as shd
 from rmpl_jax.train.loss import target_budget
 from rmpl_jax.train.metrics_log import MetricsLog
-from rmpl_jax.train.model_setup import family_and_config, global_batch, lora_targets, model_options
+from rmpl_jax.train.model_setup import (
+    batch_multiple,
+    family_and_config,
+    global_batch,
+    lora_targets,
+    model_options,
+)
 from rmpl_jax.train.numeric_guard import NumericGuard
 from rmpl_jax.train.optimizer import make_optimizer
 from rmpl_jax.train.preemption import Preempted, PreemptionWatch
@@ -68,6 +74,9 @@ class StageResult:
     loop_seconds: float
     compile_seconds: float | None
     losses: list[float]
+    # Sums over the steps of this run: input_tokens (padding not counted), batch_tokens (the
+    # rows' token slots), examples.
+    counts: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def build_model(run: Run):
@@ -86,9 +95,13 @@ def build_model(run: Run):
 
 
 def example_names(batch: dict, sources: list[pipeline.TaskSource]) -> list[str]:
-    """Pops the batch's ids (host bookkeeping, not model input) and names its examples."""
-    tasks, indices = (batch.pop(k) for k in pipeline.ID_KEYS)
-    return [f"{sources[t].name}:{sources[t].examples[i].item_id}" for t, i in zip(tasks.tolist(), indices.tolist())]
+    """Pops the batch's ids (host bookkeeping, not model input) and names its examples (a
+    packed batch's [rows, slots] ids: -1 in empty slots)."""
+    tasks, indices = (np.asarray(batch.pop(k)) for k in pipeline.ID_KEYS)
+    if indices.ndim == 2:
+        tasks = np.broadcast_to(tasks[:, None], indices.shape)
+    pairs = [(t, i) for t, i in zip(tasks.ravel().tolist(), indices.ravel().tolist()) if i >= 0]
+    return [f"{sources[t].name}:{sources[t].examples[i].item_id}" for t, i in pairs]
 
 
 def stage_optimizer(config, stage):
@@ -170,7 +183,20 @@ def train_stage(run: Run, name: str, init_from: str | None) -> StageResult:
     )
     for source in sources:
         print(f"  task {source.name}: {len(source.examples)} examples, weight {source.weight}")
-    max_targets = answer_budget(featurize, sources) if config.train.head_at_targets else None
+    plans = None
+    if config.data.get("packing", False):
+        plans, max_targets = packing.plan_sources(
+            sources,
+            featurize,
+            batch_size=config.data.batch_size,
+            length=packing.pack_length(config.data.get("pack_length", 0), config.data.buckets),
+            rows=config.data.get("pack_rows", 0),
+            row_multiple=batch_multiple(run.mesh, config.train.grad_accum),
+            head_at_targets=config.train.head_at_targets,
+            static_keys=run.family.static_batch_keys,
+        )
+    else:
+        max_targets = answer_budget(featurize, sources) if config.train.head_at_targets else None
     iterator = iter(
         pipeline.mixture(
             sources,
@@ -183,6 +209,7 @@ def train_stage(run: Run, name: str, init_from: str | None) -> StageResult:
             shard_count=jax.process_count(),
             num_workers=config.data.num_workers,
             prefetch=config.data.get("prefetch", 2),
+            packing=plans,
         )
     )
     if data_state is not None:
@@ -200,8 +227,9 @@ def train_stage(run: Run, name: str, init_from: str | None) -> StageResult:
         compile_s = time.time() - t0
         print(f"  compile {compile_s:.1f}s")
     losses = []
+    counts = dict.fromkeys(("input_tokens", "batch_tokens", "examples"), 0.0)
     lead = jax.process_index() == 0
-    log = MetricsLog(os.path.join(run.workdir, name), config.train.log_every, lead, start)
+    log = MetricsLog(os.path.join(run.workdir, name), config.train.log_every, lead)
     guard = NumericGuard(name, ckpt_dir)
     reads = StepMetrics(guard, log)
     last_saved = manager.latest_step()
@@ -212,6 +240,9 @@ def train_stage(run: Run, name: str, init_from: str | None) -> StageResult:
 
             def note(read):
                 losses.extend(values["loss"] for _, values in read)
+                for _, values in read:
+                    for key in counts:
+                        counts[key] += values.get(key, 0.0)
                 if read:
                     bar.set_postfix(loss=f"{losses[-1]:.3f}")
 
@@ -252,4 +283,7 @@ def train_stage(run: Run, name: str, init_from: str | None) -> StageResult:
         k = max(1, len(losses) // 10)
         print(f"  {name} loss: first {np.mean(losses[:k]):.3f} -> last {np.mean(losses[-k:]):.3f}")
     model = layout.merge(state.trainable, state.frozen)
-    return StageResult(model, ckpt_dir, sources, state, start, loop_s, compile_s, losses)
+    if counts["batch_tokens"]:
+        share = 1.0 - counts["input_tokens"] / counts["batch_tokens"]
+        print(f"  {name}: {counts['input_tokens'] / loop_s:.0f} input tokens/s, padding {100 * share:.1f}% of the rows")
+    return StageResult(model, ckpt_dir, sources, state, start, loop_s, compile_s, losses, counts)

@@ -79,15 +79,20 @@ def chunked_cross_entropy(
     return loss_sum, jnp.sum(mask)
 
 
-def next_token_targets(input_ids: jax.Array, loss_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+def next_token_targets(
+    input_ids: jax.Array, loss_mask: jax.Array, segment_ids: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array]:
     """Targets/mask aligned with hidden positions for next-token prediction.
 
     `loss_mask[b, t]` marks token t of the input as a target (the answer tokens). Position t
     predicts token t+1, so both are shifted left by one and the last position gets mask 0.
-    Shifting the labels (not slicing the hidden states) avoids copying [B, T, D].
+    Shifting the labels (not slicing the hidden states) avoids copying [B, T, D]. In a packed
+    row (`segment_ids`) no position predicts the next example's first token.
     """
     targets = jnp.roll(input_ids, -1, axis=1)
     mask = jnp.roll(loss_mask, -1, axis=1)
+    if segment_ids is not None:
+        mask = jnp.where(jnp.roll(segment_ids, -1, axis=1) == segment_ids, mask, 0)
     mask = mask.at[:, -1].set(0)
     return targets, mask
 

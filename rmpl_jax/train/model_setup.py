@@ -6,6 +6,7 @@ text-only model leaves out (reported, not an error: the run trains the text task
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import jax
@@ -15,6 +16,7 @@ from rmpl_jax.io.errors import ConfigError
 from rmpl_jax.m2e2.grammar import VISION_TASKS
 from rmpl_jax.models.family import ModelFamily, family_for_dir
 from rmpl_jax.train import distributed
+from rmpl_jax.train import sharding as shd
 
 
 def family_and_config(hf_dir: str, **options):
@@ -86,14 +88,22 @@ def drop_image_tasks(config, family: ModelFamily, model_config) -> list[str]:
     return notes
 
 
+def batch_multiple(mesh, grad_accum: int) -> int:
+    """What a global batch's rows must be a multiple of: the mesh's data-parallel devices
+    times the microbatches, and the processes (each contributes equally)."""
+    data_axes = shd.normalize_rules(None, mesh)["batch"]
+    return math.lcm(math.prod(mesh.shape[a] for a in data_axes) * grad_accum, jax.process_count())
+
+
 def global_batch(batch: dict, mesh, family: ModelFamily) -> dict:
-    """Device arrays for a host batch; the family's static keys (one row per example, equal
-    within a batch) stay host constants covering the global batch."""
+    """Device arrays for a host batch; the family's static keys (one row per photo or photo
+    slot, equal within a batch) stay host constants covering the global batch."""
     static = {k: np.asarray(batch.pop(k)) for k in family.static_batch_keys if k in batch}
     for key, rows in static.items():
         if not (rows == rows[:1]).all():
             raise ValueError(f"batch[{key!r}] differs between examples: photos of one batch must share a size")
+    local_rows = batch["input_ids"].shape[0]
     out = distributed.global_batch(batch, mesh, logical_axes=family.batch_logical_axes)
     for key, rows in static.items():
-        out[key] = np.tile(rows[:1], (out["input_ids"].shape[0], 1))
+        out[key] = np.tile(rows[:1], (len(rows) * out["input_ids"].shape[0] // local_rows, 1))
     return out

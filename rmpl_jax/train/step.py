@@ -5,7 +5,8 @@ the forward and backward pass with the chunked loss, accumulates microbatches an
 the optimizer; the mutable part of the state is donated.
 
 Batch contract: a dict of arrays with `input_ids` [B, T] and `loss_mask` [B, T] (nonzero on
-answer tokens), right-padded (`attention_mask` 1 on each row's first tokens); the family's
+answer tokens), right-padded (`attention_mask` 1 on each row's first tokens), or packed
+(`segment_ids` [B, T]: several examples per row, `data/packing.py`); the family's
 `model_inputs` turns the rest (less `exclude_keys`) into the keyword inputs of
 `model.hidden_states(**inputs, right_padded=True)`.
 The loss is the mean token cross-entropy over all answer tokens of the global batch
@@ -55,13 +56,25 @@ def _input_tokens(batch: Mapping[str, jax.Array], input_key: str) -> jax.Array:
     return jnp.float32(batch[input_key].size)
 
 
+def _examples(batch: Mapping[str, jax.Array], input_key: str) -> jax.Array:
+    """Examples in the batch: segments of packed rows, else rows with a token."""
+    if "segment_ids" in batch:
+        seg = batch["segment_ids"]
+        starts = (seg > 0) & (seg != jnp.pad(seg, ((0, 0), (1, 0)))[:, :-1])
+        return jnp.sum(starts).astype(jnp.float32)
+    if "attention_mask" in batch:
+        return jnp.sum(jnp.any(batch["attention_mask"] > 0, axis=1)).astype(jnp.float32)
+    return jnp.float32(batch[input_key].shape[0])
+
+
 class TrainStep:
     """Callable `(state, batch) -> (state, metrics)`; one jit per batch structure.
 
     The mutable part of the state (trainable, opt_state, step, rng) is donated: do not use
     the old state's trainables after a call. Frozen params are an input only (never donated,
     never copied). Metrics are replicated f32 scalars: loss (mean over answer tokens),
-    tokens, input_tokens (every token of the rows, padding not counted), grad_norm,
+    tokens, input_tokens (every token of the rows, padding not counted), batch_tokens (the
+    rows' length times their number: input_tokens plus padding), examples, grad_norm,
     nonfinite (1 when the loss or a gradient was NaN/Inf: that step left trainables and
     optimizer state unchanged), learning_rate (when a schedule is given).
     """
@@ -191,9 +204,10 @@ class TrainStep:
         model = self.layout.merge(_cast(trainable, self.compute_dtype), frozen)
         batch = {k: v for k, v in {**mb, **static}.items() if k != self.mask_key and k not in self.exclude}
         inputs = self.model_inputs(batch)
-        # Training batches are right-padded: causal attention over key lengths, no [B,1,T,T] mask.
+        # Training rows are right-padded (causal attention over key lengths, no [B,1,T,T] mask)
+        # or packed (the batch's segment_ids make the attention block-diagonal).
         hidden = model.hidden_states(**inputs, right_padded=True)
-        targets, mask = loss_lib.next_token_targets(mb[self.input_key], mb[self.mask_key])
+        targets, mask = loss_lib.next_token_targets(mb[self.input_key], mb[self.mask_key], mb.get("segment_ids"))
         if self.max_targets is None:
             return loss_lib.chunked_cross_entropy(hidden, model.logits_from_hidden, targets, mask, self.chunk)
         hidden, targets, mask, dropped = loss_lib.gather_targets(hidden, targets, mask, self.max_targets)
@@ -220,18 +234,19 @@ class TrainStep:
         return out
 
     def _micro_static(self, static: Mapping[str, np.ndarray], examples: int) -> dict[str, np.ndarray]:
-        """A microbatch's static inputs: a value with one row per example (an image layout)
-        keeps the rows of one microbatch; those rows must be equal, since
-        one compiled body serves every microbatch. Other values pass unchanged."""
+        """A microbatch's static inputs: a value with a whole number of rows per example (an
+        image layout: one row per photo or photo slot) keeps the rows of one microbatch;
+        those rows must be equal, since one compiled body serves every microbatch. Other
+        values pass unchanged."""
         out = {}
         for k, v in static.items():
-            if v.ndim and v.shape[0] == examples:
+            if v.ndim and v.shape[0] and v.shape[0] % examples == 0:
                 if not (v == v[:1]).all():
                     raise ValueError(
                         f"batch[{k!r}] differs between examples; with grad_accum_steps={self.accum} "
                         "every example of a batch needs the same value (one image size per batch)"
                     )
-                v = v[: examples // self.accum]
+                v = v[: v.shape[0] // self.accum]
             out[k] = v
         return out
 
@@ -270,6 +285,8 @@ class TrainStep:
             "loss": loss,
             "tokens": count,
             "input_tokens": _input_tokens(batch, self.input_key),
+            "batch_tokens": jnp.float32(batch[self.input_key].size),
+            "examples": _examples(batch, self.input_key),
             "grad_norm": grad_norm,
             "nonfinite": (~finite).astype(jnp.float32),
         }

@@ -55,9 +55,11 @@ class StepMetrics:
         self._pending = self._pending[len(take) :]
         values = jax.device_get([m for _, m in take])  # one wait for all of them
         out = []
-        for (step, _), host in zip(take, values):
-            host = {k: float(v) for k, v in host.items()}
-            self.guard.check(step, host, last_checkpoint)
-            self.log.write(step, host)
-            out.append((step, host))
+        try:
+            for (step, _), host in zip(take, values):
+                host = {k: float(v) for k, v in host.items()}
+                self.guard.check(step, host, last_checkpoint)
+                out.append((step, host))
+        finally:  # the steps before a non-finite one are logged too
+            self.log.write_steps(out)
         return out

@@ -24,6 +24,9 @@ def _card():
             trainable_params=604_608,
             total_params=604_608,
             loss=(6.071, 5.595),
+            input_tokens=1800.0,
+            batch_tokens=2000.0,
+            examples=30.0,
         )
     )
     return card
@@ -33,7 +36,8 @@ def test_card_lists_model_data_stages_and_config():
     text = _card().markdown(finished=1_000_150.0)
     assert "wall time 2 min 30 s" in text
     assert "- model type: qwen2_5_vl" in text and "- training records: 76 sentences" in text
-    assert "| stage1 | 2 -> 6 (4) | 6 | 8.0 s | 19.5 s | 0.50 | 6.071 -> 5.595 | 604,608 / 604,608 |" in text
+    row = "| stage1 | 2 -> 6 (4) | 6 | 8.0 s | 19.5 s | 0.50 | 225 | 10.0% | 7.5 | 6.071 -> 5.595 | 604,608 / 604,608 |"
+    assert row in text
     assert "- stage1 tasks: text_ee 76 examples (weight 1), visual_ee 16 examples (weight 0.5)" in text
     assert '```json\n{\n "mode": "train"\n}\n```' in text
     assert "No scores: this run scored nothing." in text and "- nothing was skipped" in text

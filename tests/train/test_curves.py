@@ -15,7 +15,8 @@ def _log(stage_dir, steps, with_tokens=True):
         for s in steps:
             line = {"step": s, "loss": 6.0 * 0.9**s, "learning_rate": 1e-3 * min(1, s / 5)}
             if with_tokens:
-                line["tokens_per_s"] = 900.0 + s
+                line["input_tokens_per_s"] = 900.0 + s
+                line["padding_share"] = 0.1
             f.write(json.dumps(line) + "\n")
 
 

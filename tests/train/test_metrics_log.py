@@ -37,13 +37,31 @@ def test_every_nth_step_goes_to_jsonl_and_tensorboard(tmp_path):
     assert read_metrics(str(tmp_path)) == lines
 
 
-def test_tokens_per_second_covers_the_steps_since_the_last_line(tmp_path, monkeypatch):
-    clock = iter([0.0, 4.0, 6.0])  # open, step 4, step 6
+def test_rates_cover_the_steps_since_the_last_line(tmp_path, monkeypatch):
+    clock = iter([0.0, 1.0, 4.0, 6.0])  # open, steps 3, 4, 5 (+6 read at once)
     monkeypatch.setattr("rmpl_jax.train.metrics_log.time.perf_counter", lambda: next(clock))
-    log = MetricsLog(str(tmp_path), every=2, first_step=2)  # resumed at step 2
-    assert log.write(4, {"tokens": 10.0})["tokens_per_s"] == pytest.approx(10 * 2 / 4.0)
-    assert log.write(6, {"tokens": 30.0}) == {"step": 6, "tokens": 30.0, "tokens_per_s": 30.0, "wall_time": 6.0}
+    log = MetricsLog(str(tmp_path), every=2)
+    assert log.write(3, {"tokens": 6.0}) is None
+    assert log.write(4, {"tokens": 10.0})["tokens_per_s"] == pytest.approx((6 + 10) / 4.0)
+    line = log.write_steps([(5, {"tokens": 20.0}), (6, {"tokens": 30.0})])[0]
+    assert line == {"step": 6, "tokens": 30.0, "tokens_per_s": 25.0, "wall_time": 6.0}
     log.close()
+
+
+def test_steps_read_at_once_share_the_time_no_spike(tmp_path, monkeypatch):
+    # Steps 1-2 read one by one, then 3-6 in one transfer after a checkpoint: every logged
+    # interval gets its share of the time, and the padding of its steps.
+    clock = iter([0.0, 10.0, 20.0, 60.0])
+    monkeypatch.setattr("rmpl_jax.train.metrics_log.time.perf_counter", lambda: next(clock))
+    log = MetricsLog(str(tmp_path), every=1)
+    step = {"input_tokens": 90.0, "batch_tokens": 100.0, "examples": 3.0}
+    lines = log.write_steps([(1, step)]) + log.write_steps([(2, step)])
+    lines += log.write_steps([(s, step) for s in (3, 4, 5, 6)])
+    log.close()
+    assert [line["input_tokens_per_s"] for line in lines] == [pytest.approx(9.0)] * 6
+    assert [line["wall_time"] for line in lines] == [10.0, 20.0, 30.0, 40.0, 50.0, 60.0]
+    assert all(line["padded_tokens"] == 10.0 and line["padding_share"] == pytest.approx(0.1) for line in lines)
+    assert lines[0]["examples_per_s"] == pytest.approx(0.3)
 
 
 def test_a_resumed_stage_appends_and_readers_keep_the_last_line_of_a_step(tmp_path):

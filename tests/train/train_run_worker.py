@@ -1,7 +1,8 @@
 """One process of test_multiprocess_run: `python train_run_worker.py PID NPROC PORT WORKDIR`.
 Runs the real training mode (synthetic corpus, Grain pipeline, demo model, checkpoints) as
 one of NPROC processes, and writes what its host batches looked like at each step to
-WORKDIR/batches_<PID>.json: the padded shape and the bucket its own longest example needs."""
+WORKDIR/batches_<PID>.json: the shape, whether its rows were packed and the bucket its own
+longest example needs. RMPL_TEST_PACKING=0 turns packing off."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def config():
     c.data.synthetic.train_docs = 12
     c.data.synthetic.heldout_docs = 2
     c.data.buckets = BUCKETS
-    c.data.batch_size = 4  # global: 2 examples per process
+    c.data.batch_size = 4  # global: 2 examples per process (unpacked)
+    c.data.packing = os.environ.get("RMPL_TEST_PACKING", "1") == "1"
     c.model.demo.vocab_size = 400
     c.model.demo.text["num_hidden_layers"] = 1
     c.model.demo.vision.update(depth=1, fullatt_block_indexes=[0])
@@ -46,7 +48,10 @@ real_global_batch = loop.global_batch
 
 def recording_global_batch(batch, mesh, family):
     own_longest = int(batch["attention_mask"].sum(axis=1).max())
-    seen.append({"shape": list(batch["input_ids"].shape), "own_bucket": bucket_length(own_longest, BUCKETS)})
+    packed = "segment_ids" in batch
+    seen.append(
+        {"shape": list(batch["input_ids"].shape), "packed": packed, "own_bucket": bucket_length(own_longest, BUCKETS)}
+    )
     return real_global_batch(batch, mesh, family)
 
 

@@ -17,6 +17,7 @@ from flax import nnx
 from rmpl_jax.models.decoder import DecoderDims, DecoderLM
 from rmpl_jax.models.layers import KVCache, rope_cos_sin
 from rmpl_jax.models.llama.config import LlamaConfig
+from rmpl_jax.models.segments import segment_positions
 
 
 def decoder_dims(cfg: LlamaConfig) -> DecoderDims:
@@ -42,8 +43,11 @@ def decoder_dims(cfg: LlamaConfig) -> DecoderDims:
     )
 
 
-def text_positions(attention_mask, batch: int, length: int) -> jax.Array:
-    """[B, T] positions: count of real tokens before each (0 on padding); arange without a mask."""
+def text_positions(attention_mask, batch: int, length: int, segment_ids=None) -> jax.Array:
+    """[B, T] positions: count of real tokens before each (0 on padding); arange without a
+    mask; restarting at every example of a packed row when `segment_ids` are given."""
+    if segment_ids is not None:
+        return segment_positions(segment_ids)
     if attention_mask is None:
         return jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32)[None], (batch, length))
     valid = jnp.asarray(attention_mask).astype(jnp.int32)
@@ -69,15 +73,21 @@ class Llama(DecoderLM):
         position_ids=None,
         inputs_embeds=None,
         right_padded=False,
+        segment_ids=None,
     ) -> jax.Array:
-        """Final-norm hidden states [B, T, D]; `right_padded` as `DecoderLM.hidden_from_embeds`."""
+        """Final-norm hidden states [B, T, D]; `right_padded` and `segment_ids` (packed rows)
+        as `DecoderLM.hidden_from_embeds`."""
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
         if position_ids is None:
             b, t = inputs_embeds.shape[:2]
-            position_ids = text_positions(attention_mask, b, t)
+            position_ids = text_positions(attention_mask, b, t, segment_ids)
         return self.hidden_from_embeds(
-            inputs_embeds, position_ids=position_ids, attention_mask=attention_mask, right_padded=right_padded
+            inputs_embeds,
+            position_ids=position_ids,
+            attention_mask=attention_mask,
+            right_padded=right_padded,
+            segment_ids=segment_ids,
         )
 
     def prefill(

@@ -26,6 +26,7 @@ from rmpl_jax.models.layers import ACTIVATIONS, KVCache, Linear, rope_cos_sin
 from rmpl_jax.models.llama.model import decoder_dims, text_positions
 from rmpl_jax.models.llava.config import LlavaConfig
 from rmpl_jax.models.llava.vision import ClipVisionTower
+from rmpl_jax.models.segments import image_feature_index
 
 
 class Projector(nnx.Module):
@@ -72,14 +73,17 @@ class Llava(DecoderLM):
         out = self.multi_modal_projector(feats)
         return out.reshape(-1, out.shape[-1])
 
-    def embed(self, input_ids, *, pixel_values=None, image_features=None, attention_mask=None) -> jax.Array:
-        """Token embeddings [B, T, D] with image features over the image tokens (row-major)."""
+    def embed(
+        self, input_ids, *, pixel_values=None, image_features=None, attention_mask=None, packed=False
+    ) -> jax.Array:
+        """Token embeddings [B, T, D] with image features over the image tokens (row-major;
+        per-row slots when `packed`, `models/segments.py`)."""
         x = self.embed_tokens(input_ids)
         if pixel_values is not None:
             if image_features is not None:
                 raise ValueError("give pixel_values or image_features, not both")
             image_features = self.image_features(pixel_values)
-            if not isinstance(input_ids, jax.core.Tracer):
+            if not isinstance(input_ids, jax.core.Tracer) and not packed:
                 self._check_image_tokens(input_ids, attention_mask, image_features.shape[0])
         if image_features is None:
             return x
@@ -88,8 +92,7 @@ class Llava(DecoderLM):
         is_img = input_ids == self.config.image_token_id
         if attention_mask is not None:
             is_img = is_img & attention_mask.astype(bool)
-        k = jnp.cumsum(is_img.reshape(-1).astype(jnp.int32)) - 1
-        k = jnp.clip(k, 0, image_features.shape[0] - 1).reshape(is_img.shape)
+        k = image_feature_index(is_img, image_features.shape[0], packed)
         feats = jnp.take(image_features.astype(x.dtype), k, axis=0)
         return jnp.where(is_img[..., None], feats, x)
 
@@ -115,17 +118,27 @@ class Llava(DecoderLM):
         image_features=None,
         inputs_embeds=None,
         right_padded=False,
+        segment_ids=None,
     ) -> jax.Array:
-        """Final-norm hidden states [B, T, D]; `right_padded` as `DecoderLM.hidden_from_embeds`."""
+        """Final-norm hidden states [B, T, D]; `right_padded` and `segment_ids` (packed rows,
+        photos in per-row slots) as `DecoderLM.hidden_from_embeds`."""
         if inputs_embeds is None:
             inputs_embeds = self.embed(
-                input_ids, pixel_values=pixel_values, image_features=image_features, attention_mask=attention_mask
+                input_ids,
+                pixel_values=pixel_values,
+                image_features=image_features,
+                attention_mask=attention_mask,
+                packed=segment_ids is not None,
             )
         if position_ids is None:
             b, t = inputs_embeds.shape[:2]
-            position_ids = text_positions(attention_mask, b, t)
+            position_ids = text_positions(attention_mask, b, t, segment_ids)
         return self.hidden_from_embeds(
-            inputs_embeds, position_ids=position_ids, attention_mask=attention_mask, right_padded=right_padded
+            inputs_embeds,
+            position_ids=position_ids,
+            attention_mask=attention_mask,
+            right_padded=right_padded,
+            segment_ids=segment_ids,
         )
 
     def prefill(self, input_ids, *, attention_mask, position_ids, cache: KVCache, image_features=None):

@@ -34,6 +34,7 @@ from rmpl_jax.models.qwen2_vl.mrope import (
     text_position_ids,
 )
 from rmpl_jax.models.qwen2_vl.vision import VisionTower
+from rmpl_jax.models.segments import image_feature_index, segment_positions
 
 VISION_ATTR = "visual"
 
@@ -86,10 +87,13 @@ class Qwen2VL(DecoderLM):
             setattr(self, VISION_ATTR, None)
 
     # -- inputs ---------------------------------------------------------------------------------
-    def position_ids(self, input_ids, attention_mask=None, image_grid_thw=None) -> jax.Array:
-        """M-RoPE position ids [3, B, T] (HF `get_rope_index` rule); works inside jit."""
+    def position_ids(self, input_ids, attention_mask=None, image_grid_thw=None, segment_ids=None) -> jax.Array:
+        """M-RoPE position ids [3, B, T] (HF `get_rope_index` rule); works inside jit.
+        `segment_ids`: a packed batch (positions restart per example)."""
         b, t = input_ids.shape
         if image_grid_thw is None or len(np.asarray(image_grid_thw).reshape(-1, 3)) == 0:
+            if segment_ids is not None:
+                return jnp.broadcast_to(segment_positions(segment_ids)[None], (3, b, t))
             return text_position_ids(attention_mask, b, t, xp=jnp)
         pos, _ = mrope_position_ids(
             input_ids,
@@ -98,6 +102,7 @@ class Qwen2VL(DecoderLM):
             image_token_id=self.config.image_token_id,
             spatial_merge_size=self.config.spatial_merge_size,
             xp=jnp,
+            segment_ids=segment_ids,
         )
         return pos
 
@@ -113,10 +118,18 @@ class Qwen2VL(DecoderLM):
         return tower(pixel_values, np.asarray(image_grid_thw).reshape(-1, 3))
 
     def embed(
-        self, input_ids, *, pixel_values=None, image_grid_thw=None, image_features=None, attention_mask=None
+        self,
+        input_ids,
+        *,
+        pixel_values=None,
+        image_grid_thw=None,
+        image_features=None,
+        attention_mask=None,
+        packed=False,
     ) -> jax.Array:
         """Token embeddings [B, T, D] with image features written over the image tokens
-        (row-major order over the batch, as HF's masked_scatter)."""
+        (row-major order over the batch, as HF's masked_scatter; per-row slots when
+        `packed`, `models/segments.py`)."""
         x = self.embed_tokens(input_ids)
         if pixel_values is not None:
             if image_features is not None:
@@ -124,7 +137,7 @@ class Qwen2VL(DecoderLM):
             image_features = self.image_features(pixel_values, image_grid_thw)
         if image_features is None:
             return x
-        if not isinstance(input_ids, jax.core.Tracer) and image_grid_thw is not None:
+        if not isinstance(input_ids, jax.core.Tracer) and image_grid_thw is not None and not packed:
             check_image_tokens(
                 input_ids,
                 attention_mask,
@@ -137,8 +150,7 @@ class Qwen2VL(DecoderLM):
         is_img = input_ids == self.config.image_token_id
         if attention_mask is not None:
             is_img = is_img & attention_mask.astype(bool)
-        k = jnp.cumsum(is_img.reshape(-1).astype(jnp.int32)) - 1
-        k = jnp.clip(k, 0, image_features.shape[0] - 1).reshape(is_img.shape)
+        k = image_feature_index(is_img, image_features.shape[0], packed)
         feats = jnp.take(image_features.astype(x.dtype), k, axis=0)
         return jnp.where(is_img[..., None], feats, x)
 
@@ -154,8 +166,10 @@ class Qwen2VL(DecoderLM):
         image_features=None,
         inputs_embeds=None,
         right_padded=False,
+        segment_ids=None,
     ) -> jax.Array:
-        """Final-norm hidden states [B, T, D]; `right_padded` as `DecoderLM.hidden_from_embeds`."""
+        """Final-norm hidden states [B, T, D]; `right_padded` and `segment_ids` (packed rows,
+        photos in per-row slots) as `DecoderLM.hidden_from_embeds`."""
         if inputs_embeds is None:
             inputs_embeds = self.embed(
                 input_ids,
@@ -163,6 +177,7 @@ class Qwen2VL(DecoderLM):
                 image_grid_thw=image_grid_thw,
                 image_features=image_features,
                 attention_mask=attention_mask,
+                packed=segment_ids is not None,
             )
         if position_ids is None:
             if input_ids is None:
@@ -171,9 +186,13 @@ class Qwen2VL(DecoderLM):
             if has_images and image_grid_thw is None:
                 raise ValueError("image inputs need image_grid_thw (or explicit position_ids)")
             grid = image_grid_thw if has_images else None
-            position_ids = self.position_ids(input_ids, attention_mask, grid)
+            position_ids = self.position_ids(input_ids, attention_mask, grid, segment_ids)
         return self.hidden_from_embeds(
-            inputs_embeds, position_ids=position_ids, attention_mask=attention_mask, right_padded=right_padded
+            inputs_embeds,
+            position_ids=position_ids,
+            attention_mask=attention_mask,
+            right_padded=right_padded,
+            segment_ids=segment_ids,
         )
 
     # -- KV-cache decoding ----------------------------------------------------------------------

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from rmpl_jax.models.segments import image_feature_index, restart_at_segments
+
 
 def merged_grid(image_grid_thw, spatial_merge_size: int) -> np.ndarray:
     """Static [n_images, 3] grid of LLM tokens per image: (t, h // m, w // m)."""
@@ -53,14 +55,27 @@ def check_image_tokens(
 
 
 def mrope_position_ids(
-    input_ids, attention_mask, image_grid_thw, *, image_token_id: int, spatial_merge_size: int, xp=np
+    input_ids,
+    attention_mask,
+    image_grid_thw,
+    *,
+    image_token_id: int,
+    spatial_merge_size: int,
+    xp=np,
+    segment_ids=None,
 ):
     """Position ids [3, B, T] and rope deltas [B, 1] (max position + 1 - valid length).
 
     input_ids [B, T]; attention_mask [B, T] or None; image_grid_thw a static [n, 3] array of
     pre-merge patch grids (images in order of appearance, row-major over the batch).
     Assumes `check_image_tokens` holds (call it on the host; inside jit it cannot raise).
+    `segment_ids` [B, T] (jax.numpy only): a packed batch, positions restart at every
+    example and photos sit in per-row slots (`models/segments.py`); the deltas are then
+    meaningless (packed batches only train).
     """
+    packed = segment_ids is not None
+    if packed and xp is np:
+        raise ValueError("packed M-RoPE positions are computed in jit (xp=jax.numpy)")
     ids = xp.asarray(input_ids)
     B, T = ids.shape
     valid = xp.ones((B, T), bool) if attention_mask is None else xp.asarray(attention_mask).astype(bool)
@@ -76,7 +91,10 @@ def mrope_position_ids(
         ends = xp.asarray(np.cumsum(counts_np).astype(np.int32))
         counts = xp.asarray(counts_np)
         # k: global index of each image token; which image it belongs to; offset inside it.
-        k = (xp.cumsum(is_img.reshape(-1).astype(xp.int32)) - 1).reshape(B, T)
+        if packed:
+            k = image_feature_index(is_img, int(counts_np.sum()), packed=True)
+        else:
+            k = (xp.cumsum(is_img.reshape(-1).astype(xp.int32)) - 1).reshape(B, T)
         img = xp.clip(xp.searchsorted(ends, k, side="right"), 0, len(grid) - 1)
         within = k - (ends[img] - counts[img])
         hw = lh[img] * lw[img]
@@ -88,6 +106,8 @@ def mrope_position_ids(
     text = valid & ~is_img
     advance = text.astype(xp.int32) + advance_img.astype(xp.int32)
     start = xp.cumsum(advance, axis=1) - advance  # exclusive cumsum: position of each token
+    if packed:
+        start = restart_at_segments(start, segment_ids)
     pos = xp.stack([start + t_i, start + h_i, start + w_i])
     pos = xp.where(valid[None], pos, 0).astype(xp.int32)
     length = valid.sum(axis=1).astype(xp.int32)

@@ -1,0 +1,67 @@
+"""Packed rows inside the model: several examples share one row of a training batch.
+
+A packed batch marks each token with its example's `segment_ids` [B, T] (1, 2, ... within a
+row; 0 on the row's trailing padding). Three things then change, and only these:
+
+- attention is block-diagonal causal: a token sees the earlier tokens of its own example;
+- positions restart at every example (`restart_at_segments` on any cumulative count);
+- photos sit in per-row slots: a packed row owns `n_features // B` consecutive image features
+  (its photos first, then zero photos that fill the row's unused slots), so the j-th image
+  token of row r takes feature r * (n_features // B) + j.
+
+With these, every example's hidden states equal those of the same example alone in a row
+(tests/train/test_packing_equality.py).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def segment_starts(segment_ids: jax.Array) -> jax.Array:
+    """[B, T] index of the first token of each token's segment (padding: its own run's start)."""
+    t = segment_ids.shape[-1]
+    index = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), segment_ids.shape)
+    first = jnp.concatenate(
+        [jnp.ones_like(segment_ids[..., :1], bool), segment_ids[..., 1:] != segment_ids[..., :-1]], axis=-1
+    )
+    return jax.lax.cummax(jnp.where(first, index, 0), axis=segment_ids.ndim - 1)
+
+
+def restart_at_segments(values: jax.Array, segment_ids: jax.Array) -> jax.Array:
+    """`values` [B, T] (an exclusive running count along the row, e.g. positions) minus its
+    value at the first token of each token's segment: the count restarted per example."""
+    return values - jnp.take_along_axis(values, segment_starts(segment_ids), axis=-1)
+
+
+def segment_positions(segment_ids: jax.Array) -> jax.Array:
+    """[B, T] int32 positions 0, 1, ... within each example; 0 on padding."""
+    t = segment_ids.shape[-1]
+    index = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), segment_ids.shape)
+    return jnp.where(segment_ids > 0, restart_at_segments(index, segment_ids), 0)
+
+
+def segment_causal_mask(segment_ids: jax.Array) -> jax.Array:
+    """Boolean [B, 1, T, T] mask: causal within each example, nothing across examples.
+    Padding tokens (segment 0) see earlier padding only, so no row of scores is empty."""
+    t = segment_ids.shape[-1]
+    same = segment_ids[:, :, None] == segment_ids[:, None, :]
+    causal = jnp.tril(jnp.ones((t, t), bool))
+    return (same & causal[None])[:, None]
+
+
+def image_feature_index(is_image: jax.Array, n_features: int, packed: bool) -> jax.Array:
+    """[B, T] index of the image feature each image token takes (clipped into range, so
+    non-image tokens get a valid index they ignore). Unpacked: the features are the batch's
+    photos in row-major order (HF's masked_scatter). Packed: per-row slots (module docstring)."""
+    b = is_image.shape[0]
+    if not packed:
+        k = jnp.cumsum(is_image.reshape(-1).astype(jnp.int32)).reshape(is_image.shape) - 1
+    else:
+        if n_features % b:
+            raise ValueError(f"a packed batch of {b} rows has {n_features} image features, not a whole number per row")
+        per_row = n_features // b
+        within = jnp.cumsum(is_image.astype(jnp.int32), axis=1) - 1
+        k = jnp.arange(b, dtype=jnp.int32)[:, None] * per_row + within
+    return jnp.clip(k, 0, max(n_features - 1, 0))
