@@ -19,14 +19,18 @@ import jax
 import jax.numpy as jnp
 
 
+def segment_first(segment_ids: jax.Array) -> jax.Array:
+    """[B, T] bool: the token opens a run of its segment id (padding runs included)."""
+    return jnp.concatenate(
+        [jnp.ones_like(segment_ids[..., :1], bool), segment_ids[..., 1:] != segment_ids[..., :-1]], axis=-1
+    )
+
+
 def segment_starts(segment_ids: jax.Array) -> jax.Array:
     """[B, T] index of the first token of each token's segment (padding: its own run's start)."""
     t = segment_ids.shape[-1]
     index = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), segment_ids.shape)
-    first = jnp.concatenate(
-        [jnp.ones_like(segment_ids[..., :1], bool), segment_ids[..., 1:] != segment_ids[..., :-1]], axis=-1
-    )
-    return jax.lax.cummax(jnp.where(first, index, 0), axis=segment_ids.ndim - 1)
+    return jax.lax.cummax(jnp.where(segment_first(segment_ids), index, 0), axis=segment_ids.ndim - 1)
 
 
 def restart_at_segments(values: jax.Array, segment_ids: jax.Array) -> jax.Array:
@@ -65,3 +69,17 @@ def image_feature_index(is_image: jax.Array, n_features: int, packed: bool) -> j
         within = jnp.cumsum(is_image.astype(jnp.int32), axis=1) - 1
         k = jnp.arange(b, dtype=jnp.int32)[:, None] * per_row + within
     return jnp.clip(k, 0, max(n_features - 1, 0))
+
+
+def scatter_image_features(
+    x: jax.Array, input_ids, attention_mask, features: jax.Array, image_token_id: int, packed: bool
+) -> jax.Array:
+    """Token embeddings `x` [B, T, D] with `features` [n, D] written over the image tokens
+    (HF's masked_scatter order, or per-row slots when `packed`); padding is never an image."""
+    if features.ndim != 2 or features.shape[1] != x.shape[-1]:
+        raise ValueError(f"image_features shape {features.shape}, expected [n, {x.shape[-1]}]")
+    is_img = input_ids == image_token_id
+    if attention_mask is not None:
+        is_img = is_img & attention_mask.astype(bool)
+    k = image_feature_index(is_img, features.shape[0], packed)
+    return jnp.where(is_img[..., None], jnp.take(features.astype(x.dtype), k, axis=0), x)

@@ -32,6 +32,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding
 
+from rmpl_jax.models.segments import segment_first
 from rmpl_jax.train import loss as loss_lib
 from rmpl_jax.train import sharding as shd
 from rmpl_jax.train.state import (
@@ -60,8 +61,7 @@ def _examples(batch: Mapping[str, jax.Array], input_key: str) -> jax.Array:
     """Examples in the batch: segments of packed rows, else rows with a token."""
     if "segment_ids" in batch:
         seg = batch["segment_ids"]
-        starts = (seg > 0) & (seg != jnp.pad(seg, ((0, 0), (1, 0)))[:, :-1])
-        return jnp.sum(starts).astype(jnp.float32)
+        return jnp.sum((seg > 0) & segment_first(seg)).astype(jnp.float32)
     if "attention_mask" in batch:
         return jnp.sum(jnp.any(batch["attention_mask"] > 0, axis=1)).astype(jnp.float32)
     return jnp.float32(batch[input_key].shape[0])

@@ -17,7 +17,6 @@ decoder's default LoRA targets never match the tower or the projector.
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -26,7 +25,7 @@ from rmpl_jax.models.layers import ACTIVATIONS, KVCache, Linear, rope_cos_sin
 from rmpl_jax.models.llama.model import decoder_dims, text_positions
 from rmpl_jax.models.llava.config import LlavaConfig
 from rmpl_jax.models.llava.vision import ClipVisionTower
-from rmpl_jax.models.segments import image_feature_index
+from rmpl_jax.models.segments import scatter_image_features
 
 
 class Projector(nnx.Module):
@@ -87,14 +86,7 @@ class Llava(DecoderLM):
                 self._check_image_tokens(input_ids, attention_mask, image_features.shape[0])
         if image_features is None:
             return x
-        if image_features.ndim != 2 or image_features.shape[1] != x.shape[-1]:
-            raise ValueError(f"image_features shape {image_features.shape}, expected [n, {x.shape[-1]}]")
-        is_img = input_ids == self.config.image_token_id
-        if attention_mask is not None:
-            is_img = is_img & attention_mask.astype(bool)
-        k = image_feature_index(is_img, image_features.shape[0], packed)
-        feats = jnp.take(image_features.astype(x.dtype), k, axis=0)
-        return jnp.where(is_img[..., None], feats, x)
+        return scatter_image_features(x, input_ids, attention_mask, image_features, self.config.image_token_id, packed)
 
     def _check_image_tokens(self, input_ids, attention_mask, n_features: int) -> None:
         ids = np.asarray(input_ids)

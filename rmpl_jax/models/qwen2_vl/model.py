@@ -34,7 +34,7 @@ from rmpl_jax.models.qwen2_vl.mrope import (
     text_position_ids,
 )
 from rmpl_jax.models.qwen2_vl.vision import VisionTower
-from rmpl_jax.models.segments import image_feature_index, segment_positions
+from rmpl_jax.models.segments import scatter_image_features, segment_positions
 
 VISION_ATTR = "visual"
 
@@ -145,14 +145,7 @@ class Qwen2VL(DecoderLM):
                 image_token_id=self.config.image_token_id,
                 spatial_merge_size=self.config.spatial_merge_size,
             )
-        if image_features.ndim != 2 or image_features.shape[1] != x.shape[-1]:
-            raise ValueError(f"image_features shape {image_features.shape}, expected [n, {x.shape[-1]}]")
-        is_img = input_ids == self.config.image_token_id
-        if attention_mask is not None:
-            is_img = is_img & attention_mask.astype(bool)
-        k = image_feature_index(is_img, image_features.shape[0], packed)
-        feats = jnp.take(image_features.astype(x.dtype), k, axis=0)
-        return jnp.where(is_img[..., None], feats, x)
+        return scatter_image_features(x, input_ids, attention_mask, image_features, self.config.image_token_id, packed)
 
     # -- trunk ----------------------------------------------------------------------------------
     def hidden_states(
