@@ -366,6 +366,7 @@ class Decoder:
         if not np.isfinite(no_event_penalty):
             raise ValueError(f"no_event_penalty must be a finite number, got {no_event_penalty}")
         self.config = model.config
+        self._model_width = model.dims.hidden_size  # the LM's width (image features' too)
         self.family = family_of(model)
         self._new_cache = model.init_cache
         self.graphdef, self.state = nnx.split(model)
@@ -511,7 +512,7 @@ class Decoder:
         """`jax.jit(...).lower` of the prefill + decode loop for a full batch of `prompt_len`
         (a bucket) token prompts and `image_tokens` image-feature rows, greedy and without a
         grammar, from shapes alone: the weights may be abstract (AOT memory checks)."""
-        b, d = self.batch_size, self.config.hidden_size
+        b, d = self.batch_size, self._model_width
 
         def spec(shape, dtype, sharding=None):
             return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)

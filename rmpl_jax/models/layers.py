@@ -191,7 +191,11 @@ class Linear(nnx.Module):
 
 
 class RMSNorm(nnx.Module):
-    """HF Qwen2/Llama RMSNorm: normalise in float32, cast back, then scale."""
+    """RMSNorm over the last axis, normalised in float32.
+
+    offset 0 (Qwen2/Llama): cast back to the compute dtype, then times `scale` (init 1).
+    offset 1: times (1 + scale) in float32, then cast (init 0), as HF's norms of that kind.
+    """
 
     def __init__(
         self,
@@ -202,15 +206,20 @@ class RMSNorm(nnx.Module):
         param_dtype=jnp.float32,
         dtype=jnp.float32,
         axis_name: str = "norm",
+        offset: float = 0.0,
     ):
         shape, names = _stacked((dim,), (axis_name,), stack)
-        self.scale = make_param(jnp.ones(shape, param_dtype), names)
+        init = jnp.zeros if offset else jnp.ones
+        self.scale = make_param(init(shape, param_dtype), names)
         self.eps = eps
         self.dtype = dtype
+        self.offset = offset
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x32 = x.astype(jnp.float32)
         normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        if self.offset:
+            return (normed * (self.offset + self.scale[...].astype(jnp.float32))).astype(self.dtype)
         return self.scale[...].astype(self.dtype) * normed.astype(self.dtype)
 
 
@@ -234,7 +243,8 @@ class LayerNorm(nnx.Module):
 
 
 class Embed(nnx.Module):
-    """Token embedding table [vocab, embed]; `attend` is the tied output projection."""
+    """Token embedding table [vocab, embed]; `attend` is the tied output projection (never
+    scaled). `scale`: looked-up embeddings are multiplied by it (e.g. sqrt(embed))."""
 
     def __init__(
         self,
@@ -244,13 +254,18 @@ class Embed(nnx.Module):
         param_dtype=jnp.float32,
         dtype=jnp.float32,
         init_std: float = 0.02,
+        scale: float | None = None,
         rngs: nnx.Rngs,
     ):
         self.embedding = make_param(normal_init(rngs, (vocab, dim), param_dtype, init_std), ("vocab", "embed"))
         self.dtype = dtype
+        self.scale = scale
 
     def __call__(self, ids: jax.Array) -> jax.Array:
-        return jnp.take(self.embedding[...], ids, axis=0).astype(self.dtype)
+        x = jnp.take(self.embedding[...], ids, axis=0)
+        if self.scale is not None:  # rounded to the table's dtype first, as HF's scaled embeddings
+            x = x * jnp.asarray(self.scale, x.dtype)
+        return x.astype(self.dtype)
 
     def attend(self, h: jax.Array, out_dtype=jnp.float32) -> jax.Array:
         table = self.embedding[...].astype(self.dtype)
@@ -258,7 +273,8 @@ class Embed(nnx.Module):
 
 
 class SwiGLU(nnx.Module):
-    """down(silu(gate(x)) * up(x)); gate and up fused into one (embed, 2, mlp) kernel if asked."""
+    """down(act(gate(x)) * up(x)), act SiLU unless `activation` names another of
+    `ACTIVATIONS` (e.g. tanh GELU); gate and up fused into one (embed, 2, mlp) kernel if asked."""
 
     def __init__(
         self,
@@ -271,9 +287,13 @@ class SwiGLU(nnx.Module):
         param_dtype=jnp.float32,
         dtype=jnp.float32,
         init_std: float = 0.02,
+        activation: str = "silu",
         rngs: nnx.Rngs,
     ):
         kw = dict(stack=stack, param_dtype=param_dtype, dtype=dtype, init_std=init_std, use_bias=use_bias, rngs=rngs)
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation {activation!r} not in {sorted(ACTIVATIONS)}")
+        self.activation = activation
         self.fused = fused
         if fused:
             self.gate_up_proj = Linear(
@@ -294,7 +314,7 @@ class SwiGLU(nnx.Module):
             gate, up = gu[..., 0, :], gu[..., 1, :]
         else:
             gate, up = self.gate_proj(x), self.up_proj(x)
-        return self.down_proj(jax.nn.silu(gate) * up)
+        return self.down_proj(ACTIVATIONS[self.activation](gate) * up)
 
 
 # -- activations ----------------------------------------------------------------------------------
@@ -374,8 +394,9 @@ def causal_padding_mask(attention_mask: jax.Array | None, q_len: int, kv_len: in
     return causal[None, None] & keys
 
 
-def attention(q, k, v, *, mask=None, is_causal: bool = False, implementation: str | None = None):
-    """Grouped-query attention, [B, T, N, H] x [B, S, K, H] -> [B, T, N, H].
+def attention(q, k, v, *, mask=None, is_causal: bool = False, implementation: str | None = None, scale=None):
+    """Grouped-query attention, [B, T, N, H] x [B, S, K, H] -> [B, T, N, H]; scores times
+    `scale` (None: 1/sqrt(H)).
 
     `mask`: a [B, 1, T, S] bool mask, or int [B] key lengths of a right-padded batch (causal
     attention over the first n keys: no [B, 1, T, S] mask is built; cuDNN takes the lengths
@@ -384,9 +405,17 @@ def attention(q, k, v, *, mask=None, is_causal: bool = False, implementation: st
     """
     if mask is not None and mask.ndim == 1:
         return jax.nn.dot_product_attention(
-            q, k, v, is_causal=True, key_value_seq_lengths=mask.astype(jnp.int32), implementation=implementation
+            q,
+            k,
+            v,
+            scale=scale,
+            is_causal=True,
+            key_value_seq_lengths=mask.astype(jnp.int32),
+            implementation=implementation,
         )
-    return jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=is_causal, implementation=implementation)
+    return jax.nn.dot_product_attention(
+        q, k, v, mask=mask, scale=scale, is_causal=is_causal, implementation=implementation
+    )
 
 
 # -- KV cache -----------------------------------------------------------------------------------
@@ -424,21 +453,28 @@ def write_kv(cache: jax.Array, layer, new: jax.Array, slot) -> jax.Array:
     )
 
 
-def cached_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array, slot) -> jax.Array:
+def cached_attention(
+    q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array, slot, *, scale=None, window=None
+) -> jax.Array:
     """Attention of T new queries over one layer's cache.
 
     q [B, T, N, H] (query t sits in slot `slot + t`); k, v [B, K, S, H] with the new keys already
     written; key_mask [B, S] bool marks slots holding real tokens. A query attends to valid slots
-    up to its own. GQA: query head n uses kv head n // (N // K), as HF's repeat_kv. Scores and
-    softmax in float32. Returns [B, T, N, H] in q's dtype.
+    up to its own; with `window` (a traced int, 0 = none) only to the last `window` slots up to
+    its own (a sliding-window layer). GQA: query head n uses kv head n // (N // K), as HF's
+    repeat_kv. Scores times `scale` (None: 1/sqrt(H)); softmax in float32. Returns [B, T, N, H]
+    in q's dtype.
     """
     b, t, n, h = q.shape
     kv = k.shape[1]
     s = k.shape[2]
     qg = q.reshape(b, t, kv, n // kv, h)
     scores = jnp.einsum("btkgh,bksh->bkgts", qg, k, preferred_element_type=jnp.float32)
-    scores = scores * (1.0 / math.sqrt(h))
-    own = jnp.arange(t)[:, None] + slot >= jnp.arange(s)[None, :]  # [T, S] causal within the chunk
+    scores = scores * (1.0 / math.sqrt(h) if scale is None else scale)
+    query_slot = jnp.arange(t)[:, None] + slot
+    own = query_slot >= jnp.arange(s)[None, :]  # [T, S] causal within the chunk
+    if window is not None:
+        own = own & ((window <= 0) | (jnp.arange(s)[None, :] > query_slot - window))
     allowed = key_mask[:, None, None, None, :] & own[None, None, None]
     scores = jnp.where(allowed, scores, -jnp.inf)
     probs = jax.nn.softmax(scores, axis=-1)

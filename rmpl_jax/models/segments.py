@@ -55,6 +55,19 @@ def segment_causal_mask(segment_ids: jax.Array) -> jax.Array:
     return (same & causal[None])[:, None]
 
 
+def bidirectional_blocks(block_ids: jax.Array) -> jax.Array:
+    """Boolean [B, 1, T, T]: query and key lie in the same run (`block_ids` equal and >= 0;
+    -1 elsewhere), e.g. one photo's image tokens, which attend to each other both ways."""
+    same = block_ids[:, :, None] == block_ids[:, None, :]
+    return (same & (block_ids >= 0)[:, :, None])[:, None]
+
+
+def run_ids(is_run: jax.Array) -> jax.Array:
+    """[B, T] int32: the index of each maximal run of True along a row (0, 1, ...), -1 where False."""
+    start = is_run & ~jnp.pad(is_run, ((0, 0), (1, 0)))[:, :-1]
+    return jnp.where(is_run, jnp.cumsum(start.astype(jnp.int32), axis=1) - 1, -1)
+
+
 def image_feature_index(is_image: jax.Array, n_features: int, packed: bool) -> jax.Array:
     """[B, T] index of the image feature each image token takes (clipped into range, so
     non-image tokens get a valid index they ignore). Unpacked: the features are the batch's

@@ -2,10 +2,10 @@
 
 Patch embedding (a bias-free conv, here a matmul over flattened C x p x p patches), a
 class token, learned absolute positions, a pre-LayerNorm, then pre-LN blocks (LayerNorm,
-multi-head attention with q/k/v fused into one matmul, LayerNorm, fc1 -> activation -> fc2)
-stacked on a 'layers' axis and run with `jax.lax.scan`. Only the blocks up to the deepest
-feature layer run; the blocks after it and `post_layernorm` are kept as parameters (the
-checkpoint has them) but LLaVA never uses them.
+multi-head attention with q/k/v fused into one matmul, LayerNorm, fc1 -> activation -> fc2:
+`models/vit.py`'s `EncoderBlock`) stacked on a 'layers' axis and run with `jax.lax.scan`.
+Only the blocks up to the deepest feature layer run; the blocks after it and
+`post_layernorm` are kept as parameters (the checkpoint has them) but LLaVA never uses them.
 
 Parameter paths: `patch_embedding/kernel`, `class_embedding`, `position_embedding`,
 `pre_layrnorm/{scale,bias}` (HF's spelling), `layers/{layer_norm1,layer_norm2}/{scale,bias}`,
@@ -19,65 +19,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from rmpl_jax.models.layers import ACTIVATIONS, LayerNorm, Linear, make_param, normal_init
+from rmpl_jax.models.layers import LayerNorm, Linear, constrain_batch, make_param, normal_init
 from rmpl_jax.models.llava.config import ClipVisionConfig
-
-
-class _Attention(nnx.Module):
-    """Bidirectional multi-head attention; q|k|v fused (segments keep LoRA per projection)."""
-
-    def __init__(self, cfg: ClipVisionConfig, *, stack: int, dtype, param_dtype, implementation, rngs):
-        d = cfg.hidden_size
-        kw = dict(use_bias=True, stack=stack, dtype=dtype, param_dtype=param_dtype, init_std=cfg.initializer_range)
-        self.num_heads, self.head_dim = cfg.num_heads, cfg.head_dim
-        self.impl = implementation
-        self.qkv_proj = Linear(
-            d,
-            3 * d,
-            axes=("vision_embed", "vision_heads"),
-            segments=(("q_proj", d), ("k_proj", d), ("v_proj", d)),
-            rngs=rngs,
-            **kw,
-        )
-        self.out_proj = Linear(d, d, axes=("vision_heads", "vision_embed"), rngs=rngs, **kw)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        n, t, _ = x.shape
-        qkv = self.qkv_proj(x).reshape(n, t, 3, self.num_heads, self.head_dim)
-        out = jax.nn.dot_product_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], implementation=self.impl)
-        return self.out_proj(out.reshape(n, t, -1))
-
-
-class _Mlp(nnx.Module):
-    """fc2(act(fc1(x))) with the config's activation (QuickGELU for OpenAI CLIP)."""
-
-    def __init__(self, cfg: ClipVisionConfig, *, rngs, **kw):
-        d, f = cfg.hidden_size, cfg.intermediate_size
-        self.fc1 = Linear(d, f, axes=("vision_embed", "vision_mlp"), rngs=rngs, **kw)
-        self.fc2 = Linear(f, d, axes=("vision_mlp", "vision_embed"), rngs=rngs, **kw)
-        self.act = ACTIVATIONS[cfg.hidden_act]
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self.fc2(self.act(self.fc1(x)))
-
-
-class _Block(nnx.Module):
-    """x + attn(ln1(x)); x + fc2(act(fc1(ln2(x)))); built stacked (`stack=depth`)."""
-
-    def __init__(self, cfg: ClipVisionConfig, *, stack: int, dtype, param_dtype, implementation, rngs):
-        d = cfg.hidden_size
-        norm = dict(eps=cfg.layer_norm_eps, stack=stack, param_dtype=param_dtype)
-        kw = dict(use_bias=True, stack=stack, dtype=dtype, param_dtype=param_dtype, init_std=cfg.initializer_range)
-        self.layer_norm1 = LayerNorm(d, **norm)
-        self.self_attn = _Attention(
-            cfg, stack=stack, dtype=dtype, param_dtype=param_dtype, implementation=implementation, rngs=rngs
-        )
-        self.layer_norm2 = LayerNorm(d, **norm)
-        self.mlp = _Mlp(cfg, **kw, rngs=rngs)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        x = x + self.self_attn(self.layer_norm1(x))
-        return x + self.mlp(self.layer_norm2(x))
+from rmpl_jax.models.vit import EncoderBlock, patchify
 
 
 class ClipVisionTower(nnx.Module):
@@ -96,7 +40,7 @@ class ClipVisionTower(nnx.Module):
             normal_init(rngs, (cfg.num_patches + 1, d), param_dtype, std), (None, "vision_embed")
         )
         self.pre_layrnorm = LayerNorm(d, eps=cfg.layer_norm_eps, param_dtype=param_dtype)
-        self.layers = _Block(
+        self.layers = EncoderBlock(
             cfg, stack=cfg.num_layers, dtype=dtype, param_dtype=param_dtype, implementation=implementation, rngs=rngs
         )
         self.post_layernorm = LayerNorm(d, eps=cfg.layer_norm_eps, param_dtype=param_dtype)
@@ -105,15 +49,13 @@ class ClipVisionTower(nnx.Module):
         """[N, C, H, W] -> [N, patches, C*p*p] in raster order, each patch flattened (C, y, x)
         as the conv kernel is."""
         cfg = self.config
-        n, c, h, w = pixel_values.shape
+        _, c, h, w = pixel_values.shape
         if (c, h, w) != (cfg.num_channels, cfg.image_size, cfg.image_size):
             raise ValueError(
                 f"pixel_values {tuple(pixel_values.shape)}: the CLIP tower takes [N, {cfg.num_channels}, "
                 f"{cfg.image_size}, {cfg.image_size}] (vision_config.image_size)"
             )
-        g, p = cfg.grid, cfg.patch_size
-        x = pixel_values.reshape(n, c, g, p, g, p).transpose(0, 2, 4, 1, 3, 5)
-        return x.reshape(n, g * g, c * p * p)
+        return patchify(pixel_values, cfg.patch_size)
 
     def embeddings(self, pixel_values: jax.Array) -> jax.Array:
         """Hidden state 0: [class; patches] + positions, after the pre-LayerNorm. [N, 1+P, D]."""
@@ -136,7 +78,7 @@ class ClipVisionTower(nnx.Module):
         keep = len(layers) > 1 or layers[0] != depth
 
         def body(h, layer_state):
-            h = nnx.merge(graphdef, layer_state)(h)
+            h = constrain_batch(nnx.merge(graphdef, layer_state)(constrain_batch(h)))  # photos split over the mesh
             return h, (h if keep else None)
 
         last, every = jax.lax.scan(body, x, state)
