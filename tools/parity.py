@@ -11,9 +11,11 @@ argmax_agreement (over non-padding positions), model_type, dtype, n_images, shap
 DIR may hold only config.json + safetensors: then the token ids are random (with the
 image-token runs inserted where the images go) and the image processor uses the family's
 default settings. With tokenizer files the prompts go through the chat template. A model with
-1-D positions (`llama`, `llava`) gets the position ids transformers' `generate` gives a padded
-batch (the count of real tokens before each), as our model does by default. LLaVA images are
-padded to squares and resized to the tower's side; `--images 0` checks its text path.
+1-D positions (`llama`, `llava`, `gemma3_text`, `gemma3`) gets the position ids transformers'
+`generate` gives a padded batch (the count of real tokens before each), as our model does by
+default. LLaVA images are padded to squares and resized to the tower's side; Gemma 3's are
+squashed to it, and transformers gets `token_type_ids` so a photo's tokens see each other;
+`--images 0` checks the text path.
 
 The accelerator machine may lack torch: `--save-reference FILE.npz` runs only transformers
 (here) and stores inputs and logits; `--reference FILE.npz` runs only our model on those
@@ -39,6 +41,9 @@ from flax import nnx
 from PIL import Image
 
 from rmpl_jax.models.family import family_for_dir
+from rmpl_jax.models.gemma3.images import preprocess as gemma3_pixels
+from rmpl_jax.models.gemma3.multimodal_config import Gemma3Config
+from rmpl_jax.models.gemma3.processor import Gemma3Processor
 from rmpl_jax.models.inputs import split_static, static_inputs
 from rmpl_jax.models.llama.processor import TextProcessor
 from rmpl_jax.models.llava.config import LlavaConfig
@@ -56,6 +61,8 @@ HF_CLASSES = {
     "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
     "llama": "LlamaForCausalLM",
     "llava": "LlavaForConditionalGeneration",
+    "gemma3_text": "Gemma3ForCausalLM",
+    "gemma3": "Gemma3ForConditionalGeneration",
 }
 SENTENCES = ["Police arrested the protesters near the parliament building on Monday.", "Troops fired at the convoy."]
 
@@ -207,11 +214,57 @@ def llava_inputs(
     return out
 
 
+def gemma3_inputs(
+    hf_dir: pathlib.Path, config: dict, n_images: int, *, seed: int, padding_side: str, max_pixels: int | None
+) -> dict[str, Any]:
+    """Batch of two for Gemma 3 with vision: chat prompts (each photo its begin-of-image
+    mark, expanded) when DIR has a tokenizer, otherwise random ids with one begin / image
+    tokens / end run per photo; pixels squashed to the tower's square; positions as generate
+    gives them; `token_type_ids` (1 on image tokens) for transformers' bidirectional mask."""
+    cfg = Gemma3Config.from_dir(hf_dir)
+    images = synthetic_images(n_images, seed)
+    per_row = _split_images(n_images)
+    if any((hf_dir / name).is_file() for name in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")):
+        proc = Gemma3Processor.from_dir(hf_dir)
+        texts = []
+        for row, n in enumerate(per_row):
+            content = [{"type": "image"}] * n + [{"type": "text", "text": SENTENCES[row]}]
+            texts.append(proc.apply_chat_template([{"role": "user", "content": content}]))
+        out: dict[str, Any] = dict(proc(texts, images or None, padding=True, padding_side=padding_side))
+        out["tokenizer"] = True
+    else:
+        rng = np.random.default_rng(seed)
+        specials = {cfg.image_token_id, cfg.boi_token_id, cfg.eoi_token_id}
+        high = min(cfg.vocab_size, *specials)
+        run = np.asarray([cfg.boi_token_id] + [cfg.image_token_id] * cfg.tokens_per_image + [cfg.eoi_token_id])
+        rows = []
+        for row, n in enumerate(per_row):
+            pieces = [rng.integers(3, high, size=5 + 4 * (1 - row))]
+            for _ in range(n):
+                pieces += [run, rng.integers(3, high, size=3)]
+            rows.append(np.concatenate([np.asarray(p, np.int64) for p in pieces]))
+        width = max(len(r) for r in rows)
+        ids = np.full((2, width), int(config["text_config"].get("pad_token_id") or 0), np.int64)
+        mask = np.zeros((2, width), np.int64)
+        for i, r in enumerate(rows):
+            sl = slice(width - len(r), width) if padding_side == "left" else slice(0, len(r))
+            ids[i, sl], mask[i, sl] = r, 1
+        out = {"input_ids": ids, "attention_mask": mask, "tokenizer": False}
+        if images:
+            out["pixel_values"] = gemma3_pixels(images, cfg.vision.image_size)
+    mask = out["attention_mask"]
+    out["position_ids"] = ((np.cumsum(mask, axis=1) - 1) * mask).astype(np.int64)
+    out["token_type_ids"] = (out["input_ids"] == cfg.image_token_id).astype(np.int64)
+    return out
+
+
 INPUT_BUILDERS: dict[str, Callable[..., dict[str, Any]]] = {
     "qwen2_vl": qwen_inputs,
     "qwen2_5_vl": qwen_inputs,
     "llama": text_inputs,
     "llava": llava_inputs,
+    "gemma3_text": text_inputs,
+    "gemma3": gemma3_inputs,
 }
 
 
@@ -238,6 +291,8 @@ def hf_logits(hf_dir: pathlib.Path, model_type: str, inputs: dict[str, Any], dty
             kw[name] = value.to(torch_dtype) if value.is_floating_point() else value
     if "pixel_values" in kw and "mm_token_type_ids" in accepted and inputs.get("mm_token_type_ids") is not None:
         kw["mm_token_type_ids"] = torch.from_numpy(inputs["mm_token_type_ids"])
+    if "token_type_ids" in accepted and inputs.get("token_type_ids") is not None:  # Gemma 3's photo blocks
+        kw["token_type_ids"] = torch.from_numpy(inputs["token_type_ids"])
     with torch.no_grad():
         return model(**kw).logits.float().numpy()
 

@@ -27,6 +27,7 @@ import numpy as np
 from flax import nnx
 
 from rmpl_jax.m2e2.boxes import BoxCodec
+from rmpl_jax.models.gemma3.family import GEMMA3, GEMMA3_TEXT
 from rmpl_jax.models.layers import KVCache
 from rmpl_jax.models.llama.family import LLAMA
 from rmpl_jax.models.llava.family import LLAVA
@@ -180,6 +181,8 @@ FAMILIES: dict[str, ModelFamily] = {
     "qwen2_5_vl": QWEN2_VL,
     "llama": LLAMA,
     "llava": LLAVA,
+    "gemma3_text": GEMMA3_TEXT,
+    "gemma3": GEMMA3,
 }
 
 

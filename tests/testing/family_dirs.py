@@ -12,6 +12,7 @@ import pathlib
 from collections.abc import Callable
 
 from tests.testing.hf_tiny import make_tiny_qwen
+from tests.testing.hf_tiny_gemma3 import tiny_gemma3_chat_dir
 from tests.testing.hf_tiny_llama import tiny_llama_chat_dir
 from tests.testing.hf_tiny_llava import tiny_llava_chat_dir
 from tests.testing.tiny_tokenizer import save_tiny_processor_files
@@ -30,4 +31,6 @@ FAMILY_DIRS: dict[str, Callable[[pathlib.Path], pathlib.Path]] = {
     "qwen2_5_vl": _qwen_dir("qwen2_5_vl"),
     "llama": tiny_llama_chat_dir,
     "llava": tiny_llava_chat_dir,
+    "gemma3_text": tiny_gemma3_chat_dir,
+    "gemma3": lambda root: tiny_gemma3_chat_dir(root, multimodal=True),
 }

@@ -11,6 +11,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from tests.testing.hf_tiny import make_tiny_qwen
+from tests.testing.hf_tiny_gemma3 import make_tiny_gemma3, make_tiny_gemma3_text, tiny_gemma3_chat_dir
 from tests.testing.hf_tiny_llama import make_tiny_llama, tiny_llama_chat_dir
 from tests.testing.hf_tiny_llava import make_tiny_llava, tiny_llava_chat_dir
 from tests.testing.tiny_tokenizer import save_tiny_processor_files
@@ -89,6 +90,23 @@ def test_llava_without_tokenizer(tmp_path):
 def test_llava_chat_prompts(tmp_path):
     result = parity.main(["--hf-dir", str(tiny_llava_chat_dir(tmp_path, "tied_no_bias")), "--images", "2"])
     _check(result, 2, tokenizer=True)
+
+
+@pytest.mark.parametrize("tokenizer", [False, True])
+def test_gemma3_text_batch(tmp_path, tokenizer):
+    hf_dir = tiny_gemma3_chat_dir(tmp_path) if tokenizer else make_tiny_gemma3_text(tmp_path, "gqa_untied")[0]
+    result = parity.main(["--hf-dir", str(hf_dir)])
+    assert result["model_type"] == "gemma3_text" and result["image_inputs"] == {}
+    _check(result, 0, tokenizer=tokenizer)
+
+
+@pytest.mark.parametrize("tokenizer", [False, True])
+def test_gemma3_photos(tmp_path, tokenizer):
+    """Photos in both rows of the padded batch, squashed to the tower's square."""
+    hf_dir = tiny_gemma3_chat_dir(tmp_path, multimodal=True) if tokenizer else make_tiny_gemma3(tmp_path)[0]
+    result = parity.main(["--hf-dir", str(hf_dir), "--images", "3"])
+    assert result["model_type"] == "gemma3" and result["image_inputs"]["pixel_values"] == [3, 3, 28, 28]
+    _check(result, 3, tokenizer=tokenizer)
 
 
 def test_unknown_model_type(tmp_path):

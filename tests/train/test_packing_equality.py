@@ -1,6 +1,6 @@
 """Packed rows train exactly like the same examples one per row: the train step's loss and the
 gradients of every weight (LoRA adapters, the LM and, with photos, the vision tower) agree to
-1e-5 in float32, for Qwen2.5-VL with photos, LLaVA with photos and Llama; the answers decoded
+1e-5 in float32, for Qwen2.5-VL, LLaVA and Gemma 3 with photos, Llama and Gemma 3 text; the answers decoded
 greedily after a packed step are the unpacked step's.
 
 The examples are featurised by the family's processor from a tiny random HF directory, packed
@@ -142,8 +142,8 @@ def _greedy(model, processor, family, examples, photos: bool):
 
 @pytest.mark.parametrize(
     "model_type, photos",
-    [("qwen2_5_vl", True), ("llava", True), ("llama", False)],
-    ids=["qwen2_5_vl", "llava", "llama"],
+    [("qwen2_5_vl", True), ("llava", True), ("llama", False), ("gemma3", True), ("gemma3_text", False)],
+    ids=["qwen2_5_vl", "llava", "llama", "gemma3", "gemma3_text"],
 )
 @pytest.mark.parametrize("head_at_targets", [False, True], ids=["every_position", "head_at_targets"])
 def test_packed_step_equals_unpacked(model_type, photos, head_at_targets, tmp_path):

@@ -58,7 +58,7 @@ class LlamaFamily:
     def prompt_positions(self, config: LlamaConfig, input_ids, attention_mask, images=None):
         """[B, T] positions (real tokens before each, 0 on padding) and each row's length."""
         if images:
-            raise ValueError(f"a text-only llama model got image inputs {sorted(images)}")
+            raise ValueError(f"a text-only {self.name} model got image inputs {sorted(images)}")
         valid = np.asarray(attention_mask).astype(np.int32)
         return (np.cumsum(valid, axis=1) - 1) * valid, valid.sum(axis=1)
 
@@ -66,7 +66,7 @@ class LlamaFamily:
         return positions[:, None]
 
     def image_features(self, model: Llama, images) -> jax.Array:
-        raise ValueError("a text-only llama model takes no images")
+        raise ValueError(f"a text-only {self.name} model takes no images")
 
 
 LLAMA = LlamaFamily()
