@@ -34,7 +34,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
-from tokenizers import decoders
 
 from rmpl_jax.infer.automata import (
     EXIT,
@@ -98,14 +97,18 @@ class TokenVocab:
             raise ValueError(f"tokenizer has no {eos_token!r} token (the end of every target)")
         n = max(len(tokenizer), max(tokenizer.get_vocab().values(), default=-1) + 1)
         names = tokenizer.convert_ids_to_tokens(list(range(n)))
-        added = set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
-        added |= set(tokenizer.all_special_ids)
+        added_tokens = dict(getattr(tokenizer, "added_tokens_decoder", {}) or {})
+        special = set(tokenizer.all_special_ids) | {i for i, t in added_tokens.items() if t.special}
         byte_of = _gpt2_byte_decoder()
         byte_level = _is_byte_level(tokenizer, byte_of)
         pieces: list[bytes | None] = []
         for i, name in enumerate(names):
-            if i in added or name is None:
+            if i in special or name is None:
                 pieces.append(None)
+            elif i in added_tokens:
+                # A user-defined token is its literal text, which the tokenizer splits off before
+                # anything else (Gemma's "\n", "\n\n", ...): the model writes newlines with it.
+                pieces.append(added_tokens[i].content.encode("utf-8"))
             elif byte_level:
                 try:
                     pieces.append(bytes(byte_of[c] for c in name))
@@ -150,14 +153,15 @@ _VOCABS: dict[tuple[int, str], tuple[object, TokenVocab]] = {}
 
 def _is_byte_level(tokenizer, byte_of: dict[str, int]) -> bool:
     """Whether token names are GPT-2 byte-level strings ('Ġ' for a space): the fast
-    tokenizer's decoder says so; without one, nearly every byte character is a token.
-    (Counting alone misses vocabularies without the unused bytes: SmolLM2 has 235 of 256.)"""
+    tokenizer's decoder says so, a ByteLevel one alone or inside a Sequence (a SentencePiece
+    decoder replaces '▁' and falls back to bytes instead); without a decoder, nearly every
+    byte character is a token and none holds '▁'. (Counting alone fails both ways: SmolLM2
+    has 235 of the 256 byte characters, a 262k SentencePiece vocabulary has them all.)"""
     decoder = getattr(getattr(tokenizer, "backend_tokenizer", None), "decoder", None)
-    parts = getattr(decoder, "decoders", None) or [decoder]  # a Sequence decoder or one
-    if any(isinstance(d, decoders.ByteLevel) for d in parts):
-        return True
+    if decoder is not None:
+        return '"ByteLevel"' in decoder.__getstate__().decode("utf-8")  # its JSON, nested decoders included
     known = tokenizer.get_vocab()
-    return sum(1 for c in byte_of if c in known) >= 250
+    return sum(1 for c in byte_of if c in known) >= 250 and not any("\u2581" in t for t in known)
 
 
 def vocab_for(tokenizer, eos_token: str) -> TokenVocab:

@@ -291,3 +291,50 @@ def test_the_unknown_token_may_end_answers():
     assert C.TokenVocab.from_tokenizer(tokenizer, "<|endoftext|>").eos_id == tokenizer.eos_token_id
     with pytest.raises(ValueError, match="no '<nope>' token"):
         C.TokenVocab.from_tokenizer(tokenizer, "<nope>")
+
+
+def _sentencepiece_tokenizer():
+    """A Gemma-style tokenizer: SentencePiece pieces ('▁' for a space, byte fallback through
+    `<0xNN>`), a 262k-like vocabulary holding every GPT-2 byte character as a piece, newlines
+    as user-defined added tokens, `<end_of_turn>` special."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers
+    from transformers import PreTrainedTokenizerFast
+
+    byte_pieces = [f"<0x{b:02X}>" for b in range(256)]
+    chars = sorted(set(C._gpt2_byte_decoder()) | set("▁abcdefghijklmnopqrstuvwxyzACDJLP:-[]0123456789"))
+    words = ["▁the", "▁fired", "Conflict", "Attack", "▁none", "none", "Life", "Die"]
+    vocab = {t: i for i, t in enumerate(["<pad>", "<end_of_turn>", *byte_pieces, *chars, *words])}
+    merges = [("▁", "t"), ("▁t", "h"), ("▁th", "e")]
+    for t in ("the", "he"):
+        vocab.setdefault(t, len(vocab))
+    vocab.setdefault("▁t", len(vocab))
+    vocab.setdefault("▁th", len(vocab))
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=merges, byte_fallback=True, ignore_merges=True))
+    backend.normalizer = normalizers.Replace(" ", "▁")
+    backend.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<end_of_turn>", pad_token="<pad>")
+    tok.add_tokens([AddedToken("\n", special=False, normalized=False)])
+    tok.add_special_tokens({"additional_special_tokens": ["<end_of_turn>"]})
+    return tok
+
+
+def test_sentencepiece_vocab_with_newline_tokens():
+    """A SentencePiece vocabulary is not read as byte-level even when it holds every GPT-2
+    byte character, and a user-defined added token (Gemma's newline) keeps its text: the
+    model's own tokenization of a target is then accepted by the grammar."""
+    tok = _sentencepiece_tokenizer()
+    assert not C._is_byte_level(tok, C._gpt2_byte_decoder())
+    vocab = C.TokenVocab.from_tokenizer(tok, "<end_of_turn>")
+    newline = tok.convert_tokens_to_ids("\n")
+    assert vocab.pieces[newline] == b"\n" and vocab.pieces[tok.convert_tokens_to_ids("<end_of_turn>")] is None
+    text = "Conflict:Attack the fired\nLife:Die none\n"
+    ids = tok(text + "<end_of_turn>", add_special_tokens=False)["input_ids"]
+    assert newline in ids and vocab.text(ids) == text
+    words = ("the", "police", "fired", ".")
+    context = grammar.Context("text_ee", words=words)
+    target = "event: Conflict:Attack\ntrigger: fired"  # as render writes it: lines joined by newlines
+    ids = tok(target + "<end_of_turn>", add_special_tokens=False)["input_ids"]
+    h = host_automaton(tok, context, end_of_turn="<end_of_turn>")
+    for i, t in enumerate(ids):
+        h.advance(t, remaining=len(ids) - i)
+    assert h.finished

@@ -8,9 +8,9 @@ from rmpl_jax.m2e2 import grammar
 from rmpl_jax.models.qwen2_vl.processor import END_OF_TURN
 
 
-def host_automaton(tokenizer, context: grammar.Context) -> C.HostAutomaton:
+def host_automaton(tokenizer, context: grammar.Context, end_of_turn: str = END_OF_TURN) -> C.HostAutomaton:
     """The constraint of one example (`context.task`'s grammar) as a numpy walker."""
-    vocab = C.vocab_for(tokenizer, END_OF_TURN)
+    vocab = C.vocab_for(tokenizer, end_of_turn)
     task_grammar = C.task_grammar(context.task, vocab)
     return C.HostAutomaton(task_grammar, C.example_constraint(task_grammar, context))
 
