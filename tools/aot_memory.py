@@ -1,9 +1,14 @@
-"""Per-chip memory of the product 7B stage-2 train step and predict decode loop, compiled
-ahead of time for accelerators this machine does not have.
+"""Per-chip memory of the product stage-2 train step and predict decode loop of a preset
+model (Qwen2-VL / Qwen2.5-VL or Gemma 3), compiled ahead of time for accelerators this machine
+does not have.
 
     pip install -e '.[tpu-aot]'     # libtpu: the real XLA:TPU compiler, no TPU needed
     python tools/aot_memory.py --model qwen2.5-vl-7b --topology v5e:2x4 --batch 64
+    python tools/aot_memory.py --model gemma-3-4b --topology v5e:2x4 --batch 64
     python tools/aot_memory.py --model qwen2.5-vl-tiny --topology cpu:8    # XLA:CPU, 8 devices
+
+`--model` names a preset of any family with presets (`PRESET_MODULES`); its `model_type` picks
+the family, and `SYNTHETIC` the module that writes the family's photo tokens and pixels.
 
 The train step is built by the same functions `mode=train` uses (`configs/stage2.py` with
 an HF model: `model_options`, `mesh_shape`, `apply_lora`, `split_model`, `make_optimizer`,
@@ -53,8 +58,10 @@ from rmpl_jax.infer.decode import Decoder
 from rmpl_jax.infer.settings import DecodeSettings
 from rmpl_jax.models import lora
 from rmpl_jax.models.family import get_family
-from rmpl_jax.models.qwen2_vl.presets import preset
-from rmpl_jax.models.qwen2_vl.synthetic import photo_inputs, photo_token_run
+from rmpl_jax.models.gemma3 import presets as gemma3_presets
+from rmpl_jax.models.gemma3 import synthetic as gemma3_synthetic
+from rmpl_jax.models.qwen2_vl import presets as qwen2_vl_presets
+from rmpl_jax.models.qwen2_vl import synthetic as qwen2_vl_synthetic
 from rmpl_jax.train import sharding as shd
 from rmpl_jax.train.loop import stage_optimizer, stage_train_step
 from rmpl_jax.train.loss import target_budget
@@ -63,6 +70,35 @@ from rmpl_jax.train.state import abstract_train_state, split_model
 
 # Memory a program may use per chip, as XLA:TPU states it when it refuses one ("available HBM").
 HBM_GIB = {"TPU v5 lite": 15.75}
+
+# The families' preset modules (`PRESETS` names -> HF config dicts), searched in this order.
+PRESET_MODULES = (qwen2_vl_presets, gemma3_presets)
+# Family name -> the module with `photo_token_run(cfg, side)` and `photo_inputs(cfg, n, side)`.
+SYNTHETIC = {"qwen2_vl": qwen2_vl_synthetic, "gemma3": gemma3_synthetic}
+
+
+def preset(name: str) -> dict[str, Any]:
+    """The HF config dict of a preset of any family (a copy)."""
+    for module in PRESET_MODULES:
+        if name in module.PRESETS:
+            return module.preset(name)
+    known = sorted(n for module in PRESET_MODULES for n in module.PRESETS)
+    raise SystemExit(f"--model {name!r}: no such preset; known: {known}")
+
+
+def synthetic(family):
+    """The module that writes the family's photo inputs."""
+    try:
+        return SYNTHETIC[family.name]
+    except KeyError:
+        raise SystemExit(f"model family {family.name!r} has no photo inputs here; known: {sorted(SYNTHETIC)}") from None
+
+
+def photo_side(cfg, family, image_side: int) -> int:
+    """The side the photos really have: `image_side`, unless the family squashes every photo
+    to one square (Gemma 3: the tower's)."""
+    module = synthetic(family)
+    return module.photo_side(cfg, image_side) if hasattr(module, "photo_side") else image_side
 
 
 def topology_devices(name: str) -> list:
@@ -98,19 +134,20 @@ def run_config(model: str, options: argparse.Namespace):
 def abstract_model(model: str, config, layers: int = 0):
     """The family's model from a preset, shapes only, with the run's dtype and options
     (`layers` > 0: that many decoder layers, for quick checks)."""
-    family = get_family("qwen2_5_vl")
     hf = preset(model)
-    if layers:
-        hf["num_hidden_layers"] = layers
+    family = get_family(hf["model_type"])
+    if layers:  # the LM's depth: top level (Qwen) or under text_config (Gemma 3)
+        hf.get("text_config", hf)["num_hidden_layers"] = layers
     options = model_options(config.model, pretrained=True)
     cfg = family.config_from_hf(hf, dtype=config.model.dtype, param_dtype=config.model.dtype, **options)
     return family, cfg, family.abstract_model(cfg), options
 
 
-def train_batch(cfg, batch: int, seq: int, image_side: int, answer: int) -> dict[str, np.ndarray]:
+def train_batch(family, cfg, batch: int, seq: int, image_side: int, answer: int) -> dict[str, np.ndarray]:
     """A stage-2 image batch as the pipeline gives it: [B, seq] right-padded tokens with one
     image per row (`image_side`^2 pixels), the answer's `answer` tokens at the end."""
-    photo = photo_token_run(cfg, image_side)
+    photos = synthetic(family)
+    photo = photos.photo_token_run(cfg, image_side)
     if seq - len(photo) - 10 < answer + 2:
         raise SystemExit(f"--seq {seq}: too short for {len(photo)} photo tokens and a {answer}-token answer")
     ids = np.full((batch, seq), 100, np.int32)
@@ -118,7 +155,7 @@ def train_batch(cfg, batch: int, seq: int, image_side: int, answer: int) -> dict
     loss_mask = np.zeros((batch, seq), np.int32)
     loss_mask[:, seq - answer :] = 1
     tokens = {"input_ids": ids, "loss_mask": loss_mask, "attention_mask": np.ones((batch, seq), np.int32)}
-    return {**tokens, **photo_inputs(cfg, batch, image_side)}
+    return {**tokens, **photos.photo_inputs(cfg, batch, image_side)}
 
 
 class DoesNotFit:
@@ -185,7 +222,7 @@ def compile_train(
     state = abstract_train_state(layout, trainable, frozen, tx, mesh)
     max_targets = target_budget(answer) if config.train.head_at_targets else None
     step = stage_train_step(config, family, layout, tx, mesh, state, schedule, max_targets)
-    host = train_batch(cfg, config.data.batch_size, seq, image_side, answer)
+    host = train_batch(family, cfg, config.data.batch_size, seq, image_side, answer)
     sh = step.batch_shardings(host)
     batch = {k: (jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=sh[k]) if k in sh else v) for k, v in host.items()}
     t0 = time.perf_counter()
@@ -200,7 +237,7 @@ def compile_train(
         mesh=dict(mesh.shape),
         global_batch=config.data.batch_size,
         seq=seq,
-        image_side=image_side,
+        image_side=photo_side(cfg, family, image_side),
         answer_tokens=answer,
         max_targets=max_targets,
         loss_chunk=config.train.loss_chunk,
@@ -216,7 +253,7 @@ def compile_decode(
 ) -> dict:
     """AOT-compiles predict's prefill + decode loop (`Decoder`) over the same sharded
     weights (LoRA merged: no adapters), `batch` prompts of `prompt` tokens with one image."""
-    _, cfg, net, options = abstract_model(model, config, layers)
+    family, cfg, net, options = abstract_model(model, config, layers)
     mesh = shd.make_mesh(mesh_shape(config), devices=devices)
     graphdef, state = nnx.split(net)
     shardings = shd.model_shardings(state, mesh)
@@ -228,7 +265,8 @@ def compile_decode(
         eos_ids=(cfg.vocab_size - 1,),
         pad_id=0,
     )
-    image_tokens = batch * (len(photo_token_run(cfg, image_side)) - 2)  # less vision start and end
+    run = synthetic(family).photo_token_run(cfg, image_side)
+    image_tokens = batch * int(np.sum(run == cfg.image_token_id))  # the run less its start and end marks
     t0 = time.perf_counter()
     compiled = compile_or_report(decoder.lower(prompt, image_tokens=image_tokens))
     return memory_record(
@@ -249,11 +287,11 @@ def compile_decode(
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="qwen2.5-vl-7b", help="a Qwen2.5-VL preset (models/qwen2_vl/presets.py)")
+    p.add_argument("--model", default="qwen2.5-vl-7b", help="a preset of models/{qwen2_vl,gemma3}/presets.py")
     p.add_argument("--topology", default="v5e:2x4", help="TPU topology name (libtpu) or cpu:N")
     p.add_argument("--batch", type=int, default=8, help="global train batch")
     p.add_argument("--seq", type=int, default=1026, help="tokens per training row (image tokens included)")
-    p.add_argument("--image-side", type=int, default=448, help="the training square (data.image_side)")
+    p.add_argument("--image-side", type=int, default=448, help="data.image_side (Gemma 3: the tower's)")
     p.add_argument("--answer", type=int, default=256, help="answer tokens per row (the LM head's budget)")
     p.add_argument("--dtype", default="bfloat16")
     p.add_argument("--remat", default="auto", help="model.remat")
