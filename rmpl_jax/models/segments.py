@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def segment_first(segment_ids: jax.Array) -> jax.Array:
@@ -96,3 +97,17 @@ def scatter_image_features(
         is_img = is_img & attention_mask.astype(bool)
     k = image_feature_index(is_img, features.shape[0], packed)
     return jnp.where(is_img[..., None], jnp.take(features.astype(x.dtype), k, axis=0), x)
+
+
+def check_image_token_count(input_ids, attention_mask, image_token_id: int, n_features: int, per_image: int) -> None:
+    """Host-side check before an unpacked scatter: the prompts' image tokens (padding aside)
+    are as many as the photos' features, else an error saying how many of each."""
+    ids = np.asarray(input_ids)
+    real = np.ones(ids.shape, bool) if attention_mask is None else np.asarray(attention_mask).astype(bool)
+    n_tokens = int(((ids == image_token_id) & real).sum())
+    if n_tokens != n_features:
+        raise ValueError(
+            f"the prompts hold {n_tokens} image tokens (id {image_token_id}) but the photos give "
+            f"{n_features} features ({n_features // per_image} photos x {per_image}); expand each photo "
+            "with the processor"
+        )

@@ -28,7 +28,7 @@ from rmpl_jax.models.gemma3.text_model import Gemma3RotaryMixin, decoder_dims
 from rmpl_jax.models.gemma3.vision import SiglipVisionTower
 from rmpl_jax.models.layers import KVCache
 from rmpl_jax.models.llama.model import text_positions
-from rmpl_jax.models.segments import run_ids, scatter_image_features
+from rmpl_jax.models.segments import check_image_token_count, run_ids, scatter_image_features
 
 
 class Gemma3(Gemma3RotaryMixin, DecoderLM):
@@ -71,19 +71,16 @@ class Gemma3(Gemma3RotaryMixin, DecoderLM):
                 raise ValueError("give pixel_values or image_features, not both")
             image_features = self.image_features(pixel_values)
             if not isinstance(input_ids, jax.core.Tracer) and not packed:
-                self._check_image_tokens(input_ids, attention_mask, image_features.shape[0])
+                check_image_token_count(
+                    input_ids,
+                    attention_mask,
+                    self.config.image_token_id,
+                    image_features.shape[0],
+                    self.config.tokens_per_image,
+                )
         if image_features is None:
             return x
         return scatter_image_features(x, input_ids, attention_mask, image_features, self.config.image_token_id, packed)
-
-    def _check_image_tokens(self, input_ids, attention_mask, n_features: int) -> None:
-        n_tokens = int(jnp.sum(self._image_tokens(jnp.asarray(input_ids), attention_mask)))
-        if n_tokens != n_features:
-            per = self.config.tokens_per_image
-            raise ValueError(
-                f"the prompts hold {n_tokens} image tokens (id {self.config.image_token_id}) but the photos give "
-                f"{n_features} features ({n_features // per} photos x {per}); expand each photo with the processor"
-            )
 
     # -- trunk ----------------------------------------------------------------------------------
     def hidden_states(

@@ -17,10 +17,11 @@ from rmpl_jax.models.decoder import decoder_name_rules
 from rmpl_jax.models.gemma3.model import Gemma3
 from rmpl_jax.models.gemma3.multimodal_config import Gemma3Config
 from rmpl_jax.models.gemma3.projector import projector_name_rules
-from rmpl_jax.models.gemma3.text_model import decoder_dims, with_options
+from rmpl_jax.models.gemma3.text_model import decoder_dims
 from rmpl_jax.models.gemma3.vision import vision_name_rules
 from rmpl_jax.models.hf.names import NameRule
 from rmpl_jax.models.hf.safetensors_io import export_state, load_state
+from rmpl_jax.models.llama.model import with_dtype
 
 LM_PREFIX = "language_model.model."
 _IGNORED = (r".*rotary_emb\..*inv_freq", r".*embed_scale", r"vision_tower\.embeddings\.position_ids")
@@ -58,13 +59,13 @@ def abstract_model(config: Gemma3Config) -> Gemma3:
 
 def build(config: Gemma3Config, dtype: str | None = None, rngs: nnx.Rngs | None = None, **options) -> Gemma3:
     """A randomly initialised model (`options`: remat_policy, attention_impl, fusion flags)."""
-    return Gemma3(with_options(config, dtype, options), rngs=rngs if rngs is not None else nnx.Rngs(0))
+    return Gemma3(with_dtype(config, dtype, options), rngs=rngs if rngs is not None else nnx.Rngs(0))
 
 
 def load_hf(hf_dir, dtype: str | None = None, shardings=None, *, strict: bool = True, report=None, **options) -> Gemma3:
     """Loads an HF Gemma 3 directory (config.json + safetensors), one tensor at a time;
     `shardings`, `strict` and `report` as `llama.params.load_hf`."""
-    cfg = with_options(Gemma3Config.from_dir(hf_dir), dtype, options)
+    cfg = with_dtype(Gemma3Config.from_dir(hf_dir), dtype, options)
     model = abstract_model(cfg)
     ignore = list(_IGNORED)
     if cfg.tie_word_embeddings:

@@ -20,7 +20,8 @@ from transformers import AutoTokenizer
 
 from rmpl_jax.models.gemma3.images import preprocess
 from rmpl_jax.models.gemma3.multimodal_config import Gemma3Config
-from rmpl_jax.models.llama.processor import TextProcessor, _directory_template
+from rmpl_jax.models.llama.processor import _directory_template
+from rmpl_jax.models.photo_processor import PhotoTextProcessor
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
 
@@ -45,20 +46,9 @@ DEFAULT_CHAT_TEMPLATE = (
 )
 
 
-def _as_parts(messages: list[dict]) -> list[dict]:
-    """String content -> one text part, so every template sees a list of parts."""
-    return [
-        {**m, "content": [{"type": "text", "text": m["content"]}]} if isinstance(m.get("content"), str) else m
-        for m in messages
-    ]
-
-
-class Gemma3Processor(TextProcessor):
+class Gemma3Processor(PhotoTextProcessor):
     """Tokenizer + chat template + image processing of a Gemma 3 directory; build with
     `Gemma3Processor.from_dir`."""
-
-    takes_images = True
-    image_keys = ("pixel_values",)  # the model's image inputs among `__call__`'s outputs
 
     def __init__(self, tokenizer, config: Gemma3Config, *, chat_template: str | None = None, source: str = "<memory>"):
         ids = {"boi": config.boi_token_id, "image": config.image_token_id, "eoi": config.eoi_token_id}
@@ -68,7 +58,7 @@ class Gemma3Processor(TextProcessor):
             if token is None or tokenizer.convert_tokens_to_ids(token) != token_id:
                 raise ValueError(f"{source}: config.json's {what} token id {token_id} is not a token of the tokenizer")
             tokens[what] = token
-        self.boi_token = tokens["boi"]
+        self.image_mark = tokens["boi"]
         self.image_sequence = f"\n\n{tokens['boi']}{tokens['image'] * config.tokens_per_image}{tokens['eoi']}\n\n"
         self.image_size = config.vision.image_size
         super().__init__(
@@ -84,46 +74,9 @@ class Gemma3Processor(TextProcessor):
         tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
         return cls(tokenizer, config, chat_template=_directory_template(hf_dir), source=str(hf_dir))
 
-    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
-        """Prompt text for chat messages (content: a string or image/text parts)."""
-        return self.tokenizer.apply_chat_template(
-            _as_parts(messages),
-            chat_template=self.chat_template,
-            tokenize=False,
-            add_generation_prompt=add_generation_prompt,
-        )
-
     def expand_image_tokens(self, text: str) -> str:
         """Each begin-of-image mark -> the photo's whole token sequence."""
-        return text.replace(self.boi_token, self.image_sequence)
+        return text.replace(self.image_mark, self.image_sequence)
 
-    def __call__(
-        self,
-        text: str | Sequence[str],
-        images: Sequence[Any] | None = None,
-        *,
-        padding: bool | str = True,
-        padding_side: str | None = None,
-    ) -> dict[str, np.ndarray]:
-        """input_ids, attention_mask [B, T] and, with images, pixel_values [n, C, S, S]; the
-        texts' begin-of-image marks, in order, are the images."""
-        texts = [text] if isinstance(text, str) else list(text)
-        if not texts or not all(isinstance(t, str) for t in texts):
-            raise ValueError("text must be a string or a non-empty list of strings")
-        marks = sum(t.count(self.boi_token) for t in texts)
-        n_images = len(images or ())
-        if marks != n_images:
-            raise ValueError(f"{self.source}: the text holds {marks} {self.boi_token} marks for {n_images} images")
-        kwargs = {} if padding_side is None else {"padding_side": padding_side}
-        enc = self.tokenizer(
-            [self.expand_image_tokens(t) for t in texts],
-            padding=padding,
-            add_special_tokens=False,
-            return_tensors="np",
-            return_attention_mask=True,
-            **kwargs,
-        )
-        out = {"input_ids": np.asarray(enc["input_ids"]), "attention_mask": np.asarray(enc["attention_mask"])}
-        if n_images:
-            out["pixel_values"] = preprocess(list(images), self.image_size)
-        return out
+    def pixel_values(self, images: Sequence[Any]) -> np.ndarray:
+        return preprocess(list(images), self.image_size)

@@ -9,13 +9,12 @@ right padding), position_ids [B, T] (optional; real tokens before each, HF gener
 
 from __future__ import annotations
 
-import jax
 from flax import nnx
 
-from rmpl_jax.models.decoder import DecoderDims, DecoderLM
+from rmpl_jax.models.decoder import DecoderDims
 from rmpl_jax.models.gemma3.config import Gemma3TextConfig
-from rmpl_jax.models.layers import KVCache, rope_cos_sin
-from rmpl_jax.models.llama.model import text_positions
+from rmpl_jax.models.layers import rope_cos_sin
+from rmpl_jax.models.llama.model import Llama
 
 
 def decoder_dims(cfg: Gemma3TextConfig) -> DecoderDims:
@@ -61,8 +60,9 @@ class Gemma3RotaryMixin:
         return rope_cos_sin(position_ids, cfg.rope_sliding.inv_freq(cfg.head_dim))
 
 
-class Gemma3Text(Gemma3RotaryMixin, DecoderLM):
-    """Gemma 3 causal LM (text only); see the module docstring."""
+class Gemma3Text(Gemma3RotaryMixin, Llama):
+    """Gemma 3 causal LM (text only): Llama's text path (positions, prefill, logits) on the
+    Gemma 3 stack and rotary tables; see the module docstring."""
 
     def __init__(self, config: Gemma3TextConfig, *, rngs: nnx.Rngs):
         self.config = config
@@ -71,50 +71,3 @@ class Gemma3Text(Gemma3RotaryMixin, DecoderLM):
     @property
     def text_config(self) -> Gemma3TextConfig:
         return self.config
-
-    def hidden_states(
-        self,
-        input_ids,
-        *,
-        attention_mask=None,
-        position_ids=None,
-        inputs_embeds=None,
-        right_padded=False,
-        segment_ids=None,
-    ) -> jax.Array:
-        """Final-norm hidden states [B, T, D]; `right_padded` and `segment_ids` (packed rows)
-        as `DecoderLM.hidden_from_embeds`."""
-        if inputs_embeds is None:
-            inputs_embeds = self.embed_tokens(input_ids)
-        if position_ids is None:
-            b, t = inputs_embeds.shape[:2]
-            position_ids = text_positions(attention_mask, b, t, segment_ids)
-        return self.hidden_from_embeds(
-            inputs_embeds,
-            position_ids=position_ids,
-            attention_mask=attention_mask,
-            right_padded=right_padded,
-            segment_ids=segment_ids,
-        )
-
-    def prefill(self, input_ids, *, attention_mask, position_ids, cache: KVCache, image_features=None):
-        """Runs a left-padded prompt batch [B, P], fills cache slots 0..P-1 and returns
-        (float32 logits [B, V] of the last position, cache); position_ids [B, P]."""
-        if image_features is not None:
-            raise ValueError("a text-only gemma3_text model takes no image features")
-        x = self.embed_tokens(input_ids)
-        return self.prefill_embeds(x, attention_mask=attention_mask, position_ids=position_ids, cache=cache)
-
-    def __call__(self, input_ids, *, attention_mask=None, position_ids=None) -> jax.Array:
-        """Logits [B, T, V] in float32."""
-        h = self.hidden_states(input_ids, attention_mask=attention_mask, position_ids=position_ids)
-        return self.logits_from_hidden(h)
-
-
-def with_options(cfg, dtype: str | None, options: dict):
-    """`cfg` with `dtype` as compute and parameter dtype and `options` as run-time fields."""
-    changes = dict(options)
-    if dtype is not None:
-        changes.setdefault("dtype", dtype)
-        changes.setdefault("param_dtype", dtype)
-    return cfg.replace(**changes) if changes else cfg

@@ -9,9 +9,10 @@ from flax import nnx
 
 from rmpl_jax.models.decoder import decoder_name_rules
 from rmpl_jax.models.gemma3.config import Gemma3TextConfig
-from rmpl_jax.models.gemma3.text_model import Gemma3Text, decoder_dims, with_options
+from rmpl_jax.models.gemma3.text_model import Gemma3Text, decoder_dims
 from rmpl_jax.models.hf.names import NameRule
 from rmpl_jax.models.hf.safetensors_io import export_state, load_state
+from rmpl_jax.models.llama.model import with_dtype
 
 # HF tensors some checkpoints hold that are not parameters here.
 _IGNORED = (r".*rotary_emb\..*inv_freq", r".*embed_scale")
@@ -29,7 +30,7 @@ def abstract_model(config: Gemma3TextConfig) -> Gemma3Text:
 
 def build(config: Gemma3TextConfig, dtype: str | None = None, rngs: nnx.Rngs | None = None, **options) -> Gemma3Text:
     """A randomly initialised model (`options`: remat_policy, attention_impl, fusion flags)."""
-    return Gemma3Text(with_options(config, dtype, options), rngs=rngs if rngs is not None else nnx.Rngs(0))
+    return Gemma3Text(with_dtype(config, dtype, options), rngs=rngs if rngs is not None else nnx.Rngs(0))
 
 
 def load_hf(
@@ -37,7 +38,7 @@ def load_hf(
 ) -> Gemma3Text:
     """Loads an HF Gemma 3 text directory (config.json + safetensors), one tensor at a time;
     `shardings`, `strict` and `report` as `llama.params.load_hf`."""
-    cfg = with_options(Gemma3TextConfig.from_dir(hf_dir), dtype, options)
+    cfg = with_dtype(Gemma3TextConfig.from_dir(hf_dir), dtype, options)
     model = abstract_model(cfg)
     ignore = list(_IGNORED)
     if cfg.tie_word_embeddings:

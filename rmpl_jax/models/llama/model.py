@@ -96,7 +96,7 @@ class Llama(DecoderLM):
         """Runs a left-padded prompt batch [B, P], fills cache slots 0..P-1 and returns
         (float32 logits [B, V] of the last position, cache); position_ids [B, P]."""
         if image_features is not None:
-            raise ValueError("a text-only llama model takes no image features")
+            raise ValueError(f"a text-only {self.config.model_type} model takes no image features")
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
         return self.prefill_embeds(x, attention_mask=attention_mask, position_ids=position_ids, cache=cache)
 

@@ -47,6 +47,14 @@ def _flatten(messages: list[dict]) -> list[dict]:
     return out
 
 
+def as_texts(text: str | Sequence[str]) -> list[str]:
+    """One prompt or several as a non-empty list of strings, else ValueError."""
+    texts = [text] if isinstance(text, str) else list(text)
+    if not texts or not all(isinstance(t, str) for t in texts):
+        raise ValueError("text must be a string or a non-empty list of strings")
+    return texts
+
+
 def _directory_template(hf_dir: pathlib.Path) -> str | None:
     jinja = hf_dir / "chat_template.jinja"
     if jinja.is_file():
@@ -117,9 +125,10 @@ class TextProcessor:
         """input_ids and attention_mask [B, T] (numpy) of chat-formatted texts."""
         if images:
             raise ValueError(f"{self.source} is a text-only model: it takes no images ({len(images)} given)")
-        texts = [text] if isinstance(text, str) else list(text)
-        if not texts or not all(isinstance(t, str) for t in texts):
-            raise ValueError("text must be a string or a non-empty list of strings")
+        return self.tokenize(as_texts(text), padding=padding, padding_side=padding_side)
+
+    def tokenize(self, texts: list[str], *, padding: bool | str, padding_side: str | None) -> dict[str, np.ndarray]:
+        """input_ids and attention_mask [B, T] of prompt texts, no special tokens added."""
         kwargs = {} if padding_side is None else {"padding_side": padding_side}
         enc = self.tokenizer(
             texts, padding=padding, add_special_tokens=False, return_tensors="np", return_attention_mask=True, **kwargs

@@ -17,7 +17,6 @@ decoder's default LoRA targets never match the tower or the projector.
 from __future__ import annotations
 
 import jax
-import numpy as np
 from flax import nnx
 
 from rmpl_jax.models.decoder import DecoderLM
@@ -25,7 +24,7 @@ from rmpl_jax.models.layers import ACTIVATIONS, KVCache, Linear, rope_cos_sin
 from rmpl_jax.models.llama.model import decoder_dims, text_positions
 from rmpl_jax.models.llava.config import LlavaConfig
 from rmpl_jax.models.llava.vision import ClipVisionTower
-from rmpl_jax.models.segments import scatter_image_features
+from rmpl_jax.models.segments import check_image_token_count, scatter_image_features
 
 
 class Projector(nnx.Module):
@@ -83,21 +82,16 @@ class Llava(DecoderLM):
                 raise ValueError("give pixel_values or image_features, not both")
             image_features = self.image_features(pixel_values)
             if not isinstance(input_ids, jax.core.Tracer) and not packed:
-                self._check_image_tokens(input_ids, attention_mask, image_features.shape[0])
+                check_image_token_count(
+                    input_ids,
+                    attention_mask,
+                    self.config.image_token_id,
+                    image_features.shape[0],
+                    self.config.tokens_per_image,
+                )
         if image_features is None:
             return x
         return scatter_image_features(x, input_ids, attention_mask, image_features, self.config.image_token_id, packed)
-
-    def _check_image_tokens(self, input_ids, attention_mask, n_features: int) -> None:
-        ids = np.asarray(input_ids)
-        real = np.ones(ids.shape, bool) if attention_mask is None else np.asarray(attention_mask).astype(bool)
-        n_tokens = int(((ids == self.config.image_token_id) & real).sum())
-        if n_tokens != n_features:
-            per = self.config.tokens_per_image
-            raise ValueError(
-                f"the prompts hold {n_tokens} image tokens (id {self.config.image_token_id}) but the photos give "
-                f"{n_features} features ({n_features // per} photos x {per}); expand each <image> with the processor"
-            )
 
     # -- trunk ----------------------------------------------------------------------------------
     def hidden_states(

@@ -25,8 +25,9 @@ import numpy as np
 from transformers import AutoTokenizer
 from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
 
-from rmpl_jax.models.llama.processor import TextProcessor
+from rmpl_jax.models.llama.processor import _directory_template
 from rmpl_jax.models.llava.config import LlavaConfig
+from rmpl_jax.models.photo_processor import PhotoTextProcessor
 
 IMAGE_TOKEN = "<image>"
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
@@ -72,20 +73,11 @@ def pixel_values(processor: LlavaImageProcessorPil, images: Sequence[Any]) -> np
     return np.asarray(processor(list(images), return_tensors="np")["pixel_values"], np.float32)
 
 
-def _as_parts(messages: list[dict]) -> list[dict]:
-    """String content -> one text part, so every template sees a list of parts."""
-    return [
-        {**m, "content": [{"type": "text", "text": m["content"]}]} if isinstance(m.get("content"), str) else m
-        for m in messages
-    ]
-
-
-class LlavaProcessor(TextProcessor):
+class LlavaProcessor(PhotoTextProcessor):
     """Tokenizer + chat template + image processing of a LLaVA directory; build with
     `LlavaProcessor.from_dir`."""
 
-    takes_images = True
-    image_keys = ("pixel_values",)  # the model's image inputs among `__call__`'s outputs
+    image_mark = IMAGE_TOKEN
 
     def __init__(
         self,
@@ -117,62 +109,18 @@ class LlavaProcessor(TextProcessor):
         if not any((hf_dir / name).is_file() for name in _TOKENIZER_FILES):
             raise FileNotFoundError(f"{hf_dir}: no tokenizer files ({', '.join(_TOKENIZER_FILES)})")
         tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
-        template = None
-        for name in ("chat_template.jinja", "chat_template.json"):
-            path = hf_dir / name
-            if path.is_file():
-                text = path.read_text()
-                template = text if name.endswith(".jinja") else json.loads(text).get("chat_template")
-                break
         return cls(
             tokenizer,
             image_processor(hf_dir, config),
             image_token_id=config.image_token_id,
             tokens_per_image=config.tokens_per_image,
-            chat_template=template,
+            chat_template=_directory_template(hf_dir),
             source=str(hf_dir),
-        )
-
-    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
-        """Prompt text for chat messages (content: a string or image/text parts)."""
-        return self.tokenizer.apply_chat_template(
-            _as_parts(messages),
-            chat_template=self.chat_template,
-            tokenize=False,
-            add_generation_prompt=add_generation_prompt,
         )
 
     def expand_image_tokens(self, text: str) -> str:
         """Each `<image>` -> `tokens_per_image` of them."""
         return text.replace(IMAGE_TOKEN, IMAGE_TOKEN * self.tokens_per_image)
 
-    def __call__(
-        self,
-        text: str | Sequence[str],
-        images: Sequence[Any] | None = None,
-        *,
-        padding: bool | str = True,
-        padding_side: str | None = None,
-    ) -> dict[str, np.ndarray]:
-        """input_ids, attention_mask [B, T] and, with images, pixel_values [n, C, S, S]; the
-        texts' `<image>` marks, in order, are the images."""
-        texts = [text] if isinstance(text, str) else list(text)
-        if not texts or not all(isinstance(t, str) for t in texts):
-            raise ValueError("text must be a string or a non-empty list of strings")
-        marks = sum(t.count(IMAGE_TOKEN) for t in texts)
-        n_images = len(images or ())
-        if marks != n_images:
-            raise ValueError(f"{self.source}: the text holds {marks} {IMAGE_TOKEN} marks for {n_images} images")
-        kwargs = {} if padding_side is None else {"padding_side": padding_side}
-        enc = self.tokenizer(
-            [self.expand_image_tokens(t) for t in texts],
-            padding=padding,
-            add_special_tokens=False,
-            return_tensors="np",
-            return_attention_mask=True,
-            **kwargs,
-        )
-        out = {"input_ids": np.asarray(enc["input_ids"]), "attention_mask": np.asarray(enc["attention_mask"])}
-        if n_images:
-            out["pixel_values"] = pixel_values(self.image_processor, images)
-        return out
+    def pixel_values(self, images: Sequence[Any]) -> np.ndarray:
+        return pixel_values(self.image_processor, images)
