@@ -68,13 +68,14 @@ def _training_log(workdir: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def curve(workdir: str, split: str, part: str, pass_examples: int) -> list[dict]:
-    """One row per checkpoint step: passes, examples, recent loss and the held-out scores."""
+def curve(workdir: str, split: str, part: str, pass_examples: int, only: set[int] | None = None) -> list[dict]:
+    """One row per checkpoint step (those in `only` when given): passes, examples, recent loss
+    and the held-out scores."""
     run_config = _read_json(os.path.join(workdir, "config.json"))
     log = [line for line in _training_log(workdir) if "examples" in line]
     steps = _steps(workdir)
     rows = []
-    for step in steps:
+    for step in steps if only is None else [s for s in steps if s in only]:
         seen = [line for line in log if line["step"] <= step]
         examples = int(sum(line["examples"] for line in seen))
         recent = seen[-max(1, len(seen) // 10) :]
@@ -94,7 +95,8 @@ def curve(workdir: str, split: str, part: str, pass_examples: int) -> list[dict]
 
 def _table(name: str, rows: list[dict]) -> str:
     lines = [
-        f"| {name}: step | passes | examples | training loss (last tenth of its steps) | text_event P / R / F1 | text_argument P / R / F1 |",
+        f"| {name}: step | passes | examples | training loss (last tenth of its steps) "
+        "| text_event P / R / F1 | text_argument P / R / F1 |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
@@ -128,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         "--pass-examples", type=int, default=2183,
         help="training examples in one pass (run.md's stage tasks; 2,183 for configs/m2e2_text.py)",
     )  # fmt: skip
+    parser.add_argument("--steps", default="", help="comma-separated checkpoint steps to score (default: all)")
     parser.add_argument("--out", required=True, help="OUT.png is written")
     args = parser.parse_args(argv)
     curves = {}
@@ -135,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         name, _, workdir = spec.partition("=")
         if not workdir:
             parser.error(f"--run {spec!r}: expected NAME=WORKDIR")
-        curves[name] = curve(workdir, args.split, args.part, args.pass_examples)
+        only = {int(s) for s in args.steps.split(",")} if args.steps else None
+        curves[name] = curve(workdir, args.split, args.part, args.pass_examples, only)
         print(_table(name, curves[name]) + "\n")
     plot(curves, args.part).savefig(args.out + ".png", dpi=110)
     return 0

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from configs import m2e2_text
+from configs import m2e2_text, m2e2_text_gemma3
 from rmpl_jax.data.curriculum import real_sources
 from rmpl_jax.data.m2e2 import read_m2e2
 from rmpl_jax.io.errors import ConfigError
@@ -80,3 +80,20 @@ def test_training_and_scoring_the_same_part_is_refused(tmp_path, small_split):
     c.data.m2e2.heldout_part = "validation"
     with pytest.raises(ConfigError, match="parts are"):
         validate_train(c)
+
+
+def test_the_gemma_config_is_the_text_config_with_gemma_three_passes_and_fewer_nones():
+    def flat(config, prefix=""):
+        out = {}
+        for key, value in config.items():
+            out.update(flat(value, f"{prefix}{key}.") if hasattr(value, "items") else {f"{prefix}{key}": value})
+        return out
+
+    text, gemma = flat(m2e2_text.get_config()), flat(m2e2_text_gemma3.get_config())
+    changed = {k: (text[k], gemma[k]) for k in text if text[k] != gemma[k]}
+    assert changed == {
+        "model.hf_dir": ("smollm2-hf", "gemma3-270m-hf"),
+        "stage2.steps": (290, 720),
+        "checkpoint.every": (100, 120),
+        "decode.no_event_penalty": (0.0, -1.0),
+    }
