@@ -138,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         name, _, workdir = spec.partition("=")
         if not workdir:
             parser.error(f"--run {spec!r}: expected NAME=WORKDIR")
+        for needed in ("config.json", os.path.join("stage2", "checkpoints"), os.path.join("stage2", "metrics.jsonl")):
+            if not os.path.exists(os.path.join(workdir, needed)):
+                parser.error(f"--run {spec!r}: {os.path.join(workdir, needed)} not found (a configs/m2e2_text.py run?)")
         only = {int(s) for s in args.steps.split(",")} if args.steps else None
         curves[name] = curve(workdir, args.split, args.part, args.pass_examples, only)
         print(_table(name, curves[name]) + "\n")
