@@ -82,7 +82,7 @@ def test_training_and_scoring_the_same_part_is_refused(tmp_path, small_split):
         validate_train(c)
 
 
-def test_the_gemma_config_is_the_text_config_with_gemma_three_passes_and_fewer_nones():
+def test_the_gemma_config_is_the_text_config_with_gemma_three_passes_and_likelier_nones():
     def flat(config, prefix=""):
         out = {}
         for key, value in config.items():
