@@ -15,7 +15,6 @@ text_argument P/R/F1) and draws OUT.png.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -23,6 +22,9 @@ import sys
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from rmpl_jax.io.read_report import load_json
+from rmpl_jax.train.metrics_log import read_metrics
 
 SETTINGS = ("text_event", "text_argument")
 
@@ -58,21 +60,11 @@ def _scored_dir(workdir: str, step: int, last: bool, run_config: dict, split: st
     return out
 
 
-def _read_json(path: str) -> dict:
-    with open(path) as f:
-        return json.load(f)
-
-
-def _training_log(workdir: str) -> list[dict]:
-    with open(os.path.join(workdir, "stage2", "metrics.jsonl")) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def curve(workdir: str, split: str, part: str, pass_examples: int, only: set[int] | None = None) -> list[dict]:
     """One row per checkpoint step (those in `only` when given): passes, examples, recent loss
     and the held-out scores."""
-    run_config = _read_json(os.path.join(workdir, "config.json"))
-    log = [line for line in _training_log(workdir) if "examples" in line]
+    run_config = load_json(os.path.join(workdir, "config.json"))
+    log = [line for line in read_metrics(os.path.join(workdir, "stage2")) if "examples" in line]
     steps = _steps(workdir)
     rows = []
     for step in steps if only is None else [s for s in steps if s in only]:
@@ -80,7 +72,7 @@ def curve(workdir: str, split: str, part: str, pass_examples: int, only: set[int
         examples = int(sum(line["examples"] for line in seen))
         recent = seen[-max(1, len(seen) // 10) :]
         scored = _scored_dir(workdir, step, step == steps[-1], run_config, split, part)
-        metrics = _read_json(os.path.join(scored, "metrics.json"))
+        metrics = load_json(os.path.join(scored, "metrics.json"))
         rows.append(
             dict(
                 step=step,
