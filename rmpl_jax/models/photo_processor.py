@@ -39,14 +39,9 @@ class PhotoTextProcessor(TextProcessor):
         """[n, C, S, S] float32 of PIL images (or HxWxC arrays)."""
         raise NotImplementedError
 
-    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
-        """Prompt text for chat messages (content: a string or image/text parts)."""
-        return self.tokenizer.apply_chat_template(
-            as_parts(messages),
-            chat_template=self.chat_template,
-            tokenize=False,
-            add_generation_prompt=add_generation_prompt,
-        )
+    def template_messages(self, messages: list[dict]) -> list[dict]:
+        """Messages as the chat template takes them: content as image/text parts."""
+        return as_parts(messages)
 
     def __call__(
         self,

@@ -105,10 +105,15 @@ class TextProcessor:
             )
         return self.tokenizer.eos_token
 
+    def template_messages(self, messages: list[dict]) -> list[dict]:
+        """Messages as the chat template takes them: text parts joined into strings."""
+        return _flatten(messages)
+
     def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
-        """Prompt text for chat messages (content: a string or text parts)."""
+        """Prompt text for chat messages (content: a string or text parts; photo processors
+        take image parts too)."""
         return self.tokenizer.apply_chat_template(
-            _flatten(messages),
+            self.template_messages(messages),
             chat_template=self.chat_template,
             tokenize=False,
             add_generation_prompt=add_generation_prompt,
