@@ -111,3 +111,32 @@ def check_image_token_count(input_ids, attention_mask, image_token_id: int, n_fe
             f"{n_features} features ({n_features // per_image} photos x {per_image}); expand each photo "
             "with the processor"
         )
+
+
+def embed_photos(
+    x: jax.Array,
+    input_ids,
+    attention_mask,
+    pixel_values,
+    image_features,
+    packed: bool,
+    *,
+    encode,
+    image_token_id: int,
+    tokens_per_image: int,
+) -> jax.Array:
+    """Token embeddings `x` with the photos' features over their image tokens: `encode`
+    (the model's tower + projector) turns `pixel_values` into features, or `image_features`
+    come ready; neither leaves `x` as it is. Outside jit an unpacked batch's image tokens are
+    counted against the features first (`check_image_token_count`)."""
+    if pixel_values is not None:
+        if image_features is not None:
+            raise ValueError("give pixel_values or image_features, not both")
+        image_features = encode(pixel_values)
+        if not isinstance(input_ids, jax.core.Tracer) and not packed:
+            check_image_token_count(
+                input_ids, attention_mask, image_token_id, image_features.shape[0], tokens_per_image
+            )
+    if image_features is None:
+        return x
+    return scatter_image_features(x, input_ids, attention_mask, image_features, image_token_id, packed)

@@ -28,7 +28,7 @@ from rmpl_jax.models.gemma3.text_model import Gemma3RotaryMixin, decoder_dims
 from rmpl_jax.models.gemma3.vision import SiglipVisionTower
 from rmpl_jax.models.layers import KVCache
 from rmpl_jax.models.llama.model import text_positions
-from rmpl_jax.models.segments import check_image_token_count, run_ids, scatter_image_features
+from rmpl_jax.models.segments import embed_photos, run_ids
 
 
 class Gemma3(Gemma3RotaryMixin, DecoderLM):
@@ -66,21 +66,17 @@ class Gemma3(Gemma3RotaryMixin, DecoderLM):
         # The image token may lie past the embedding table (HF then looks up id 0 for it).
         ids = jnp.where(input_ids >= self.config.vocab_size, 0, input_ids)
         x = self.embed_tokens(ids)
-        if pixel_values is not None:
-            if image_features is not None:
-                raise ValueError("give pixel_values or image_features, not both")
-            image_features = self.image_features(pixel_values)
-            if not isinstance(input_ids, jax.core.Tracer) and not packed:
-                check_image_token_count(
-                    input_ids,
-                    attention_mask,
-                    self.config.image_token_id,
-                    image_features.shape[0],
-                    self.config.tokens_per_image,
-                )
-        if image_features is None:
-            return x
-        return scatter_image_features(x, input_ids, attention_mask, image_features, self.config.image_token_id, packed)
+        return embed_photos(
+            x,
+            input_ids,
+            attention_mask,
+            pixel_values,
+            image_features,
+            packed,
+            encode=self.image_features,
+            image_token_id=self.config.image_token_id,
+            tokens_per_image=self.config.tokens_per_image,
+        )
 
     # -- trunk ----------------------------------------------------------------------------------
     def hidden_states(

@@ -24,7 +24,7 @@ from rmpl_jax.models.layers import ACTIVATIONS, KVCache, Linear, rope_cos_sin
 from rmpl_jax.models.llama.model import decoder_dims, text_positions
 from rmpl_jax.models.llava.config import LlavaConfig
 from rmpl_jax.models.llava.vision import ClipVisionTower
-from rmpl_jax.models.segments import check_image_token_count, scatter_image_features
+from rmpl_jax.models.segments import embed_photos
 
 
 class Projector(nnx.Module):
@@ -77,21 +77,17 @@ class Llava(DecoderLM):
         """Token embeddings [B, T, D] with image features over the image tokens (row-major;
         per-row slots when `packed`, `models/segments.py`)."""
         x = self.embed_tokens(input_ids)
-        if pixel_values is not None:
-            if image_features is not None:
-                raise ValueError("give pixel_values or image_features, not both")
-            image_features = self.image_features(pixel_values)
-            if not isinstance(input_ids, jax.core.Tracer) and not packed:
-                check_image_token_count(
-                    input_ids,
-                    attention_mask,
-                    self.config.image_token_id,
-                    image_features.shape[0],
-                    self.config.tokens_per_image,
-                )
-        if image_features is None:
-            return x
-        return scatter_image_features(x, input_ids, attention_mask, image_features, self.config.image_token_id, packed)
+        return embed_photos(
+            x,
+            input_ids,
+            attention_mask,
+            pixel_values,
+            image_features,
+            packed,
+            encode=self.image_features,
+            image_token_id=self.config.image_token_id,
+            tokens_per_image=self.config.tokens_per_image,
+        )
 
     # -- trunk ----------------------------------------------------------------------------------
     def hidden_states(
